@@ -1,0 +1,67 @@
+"""Creating the order queue and its dead-letter queue, and keeping them up to date."""
+
+import json
+import logging
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+
+from broker.client import sqs_client
+
+logger = logging.getLogger(__name__)
+
+_QUEUE_EXISTS_CODES = {"QueueAlreadyExists", "QueueNameExists", "AWS.SimpleQueueService.QueueNameExists"}
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    url: str
+    attributes: dict[str, str]
+    # False when the server's URL is not the one settings expect (wrong account id?).
+    url_matches_settings: bool
+
+
+def queues_ensure() -> list[QueueState]:
+    """Create the dead-letter queue and the order queue, or update their attributes.
+
+    Idempotent: run again, it brings existing queues to the configured
+    visibility timeout and RedrivePolicy. Safe to run from several places at once.
+    """
+    client = sqs_client()
+    dead_letter = _queue_ensure(
+        client,
+        name=settings.SQS_DEAD_LETTER_QUEUE_NAME,
+        attributes={"MessageRetentionPeriod": str(settings.SQS_DEAD_LETTER_RETENTION_SECONDS)},
+    )
+    dead_letter_arn = client.get_queue_attributes(QueueUrl=dead_letter.url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    main = _queue_ensure(
+        client,
+        name=settings.SQS_QUEUE_NAME,
+        attributes={
+            "VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(settings.SQS_MAX_RECEIVE_COUNT)}
+            ),
+        },
+    )
+    return [main, dead_letter]
+
+
+def _queue_ensure(client, *, name: str, attributes: dict[str, str]) -> QueueState:
+    try:
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as exc:
+        # It exists with other attributes: CreateQueue refuses to change them.
+        if exc.response["Error"]["Code"] not in _QUEUE_EXISTS_CODES:
+            raise
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    current = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    expected_url = settings.SQS_QUEUE_URLS[name]
+    if url != expected_url:
+        logger.warning("SQS returned %s for queue %s, but settings use %s", url, name, expected_url)
+    return QueueState(name=name, url=url, attributes=current, url_matches_settings=url == expected_url)

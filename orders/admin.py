@@ -1,0 +1,30 @@
+"""Staff look at orders and stock here; only workers write orders."""
+
+from django.contrib import admin
+
+from orders.models import Order, Product
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "stock"]
+    list_editable = ["stock"]
+    search_fields = ["sku", "name"]
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["order_id", "item", "quantity", "status", "created_at", "processed_at"]
+    list_filter = ["status", "created_at", "processed_at"]
+    search_fields = ["order_id", "item"]
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in Order._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

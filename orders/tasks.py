@@ -1,0 +1,31 @@
+"""Celery tasks: thin adapters from a queue message to a service call."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from orders.schemas import parse_order_request
+from orders.services import PROCESS_ORDER_TASK, order_process
+
+# Errors that say nothing about the message: a dropped connection, a lock
+# timeout, a database restarting. The transaction rolled back, so a retry is safe.
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    bind=True,
+    name=PROCESS_ORDER_TASK,
+    autoretry_for=TRANSIENT_DATABASE_ERRORS,
+    max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+)
+def process_order(self, **payload) -> dict:
+    """Process one order message; idempotent, so redeliveries are no-ops.
+
+    Retried with backoff on transient database errors only. An invalid payload
+    raises InvalidOrderRequest: recorded as a failure, never retried, and
+    parked in the dead-letter queue by SQS after maxReceiveCount receives.
+    """
+    request = parse_order_request(payload)
+    return order_process(request=request, task_id=self.request.id).as_dict()
