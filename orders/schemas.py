@@ -16,11 +16,15 @@ MAX_QUANTITY = 10_000
 
 
 class InvalidOrderRequest(ValueError):
-    """The payload is not an order request. Retrying cannot fix it."""
+    """The payload is not an order request. Retrying cannot fix it.
 
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+    `errors` maps each bad field to what is wrong with it. The message alone
+    is the exception's argument, so Celery's JSON result backend can rebuild it.
+    """
+
+    def __init__(self, message: str, *, errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.errors = errors or {}
 
 
 class OrderRequest(BaseModel):
@@ -40,4 +44,5 @@ def parse_order_request(data: Any) -> OrderRequest:
         for error in exc.errors(include_url=False):
             field = ".".join(str(part) for part in error["loc"]) or "body"
             errors.setdefault(field, error["msg"])
-        raise InvalidOrderRequest(errors) from None
+        message = "; ".join(f"{field}: {text}" for field, text in errors.items())
+        raise InvalidOrderRequest(message, errors=errors) from None

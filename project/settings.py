@@ -184,6 +184,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+# Undecodable messages (pickle, garbage) are rejected into the dead-letter
+# queue instead of being acked and lost.
+CELERY_WORKER_CONSUMER = "broker.consumer:DeadLetteringConsumer"
 # Results go to the database, where admins read them (django-celery-results).
 CELERY_RESULT_BACKEND = "django-db"
 # Store task name, args and worker with each result, for the admin.

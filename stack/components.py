@@ -51,7 +51,7 @@ def celery_worker(*, name: str, env: dict[str, str], log_dir: Path, concurrency:
             "-A",
             "project",
             "worker",
-            "--loglevel=INFO",
+            f"--loglevel={env.get('WORKER_LOG_LEVEL', 'INFO')}",
             f"--concurrency={concurrency}",
             f"--hostname={name}@%h",
             # Gossip, mingle and heartbeats need broadcast, which SQS lacks.

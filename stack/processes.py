@@ -27,6 +27,8 @@ class ManagedProcess:
         self.log_path = log_path
         self.cwd = cwd
         self.popen: subprocess.Popen | None = None
+        # Logs are appended to; this run's part starts here.
+        self._log_offset = 0
 
     @property
     def pid(self) -> int:
@@ -35,6 +37,7 @@ class ManagedProcess:
     def start(self) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self._log_offset = log.tell()
             self.popen = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -50,7 +53,10 @@ class ManagedProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What this run of the process has logged so far."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
 
     def wait_for_log(self, text: str, *, timeout: float, count: int = 1) -> None:
         """Wait until `text` appears `count` times in the log."""
