@@ -11,6 +11,10 @@ class ProductAdmin(admin.ModelAdmin):
     list_editable = ["stock"]
     search_fields = ["sku", "name"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Orders refer to products by SKU: renaming one would orphan them.
+        return ["sku"] if obj else []
+
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):

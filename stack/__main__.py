@@ -27,7 +27,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
     args = parser.parse_args()
 
-    # SIGTERM (from a supervisor) stops the stack like Ctrl-C does.
+    # Ctrl-C, or SIGINT/SIGTERM from a supervisor, stops the stack; SIGINT is
+    # set explicitly because a shell starting us in the background ignores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     started = []
     try:
