@@ -114,7 +114,7 @@ def test_worker_killed_mid_task_leaves_the_order_to_be_processed_once(
     # server would hand the returning message to that dead connection, which
     # counts as a receive, and with maxReceiveCount 2 the message would go to
     # the DLQ instead of the survivor. (With the default of 5 that is harmless.)
-    slow = start_worker(name="doomed", concurrency=1, ORDERS_TEST_PROCESSING_DELAY="4")
+    slow = start_worker(name="doomed", concurrency=1, ORDERS_TEST_PROCESSING_DELAY="3")
     post_order(client, "crash-1", quantity=3)
     slow.wait_for_log("] received", timeout=30)
     time.sleep(1)

@@ -1,0 +1,88 @@
+"""A TCP proxy on 127.0.0.1 that can play dead, to take SQS away without losing its state.
+
+moto keeps every message in memory, so stopping the server would lose them.
+Clients that talk to SQS through this proxy instead see what an outage looks
+like from outside: while it is blocked, open connections are cut and new ones
+are refused.
+"""
+
+import contextlib
+import socket
+import threading
+
+from stack.processes import free_port
+
+
+class TcpProxy:
+    def __init__(self, *, target_port: int, port: int | None = None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "TcpProxy":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True, name="proxy-accept").start()
+        return self
+
+    def block(self) -> None:
+        """Refuse new connections and cut the open ones, as if the server were gone."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            _close(connection)
+
+    def unblock(self) -> None:
+        if self._listener is None:
+            self.start()
+
+    stop = block
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # blocked or stopped
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._connections.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True, name="proxy-pump").start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                _close(end)
+                with self._lock:
+                    self._connections.discard(end)
+
+
+def _close(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+    connection.close()
