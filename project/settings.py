@@ -148,6 +148,8 @@ SQS_CLIENT_CONFIG = {
 TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 240, minimum=1)
 
 CELERY_BROKER_URL = broker_url(AWS_ENDPOINT_URL_SQS)
+# kombu's SQS transport, with a failed receive no longer stopping the worker.
+CELERY_BROKER_TRANSPORT = "broker.transport:Transport"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_DEFAULT_REGION,
     "is_secure": endpoint_is_secure(AWS_ENDPOINT_URL_SQS),
