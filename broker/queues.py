@@ -65,3 +65,41 @@ def _queue_ensure(client, *, name: str, attributes: dict[str, str]) -> QueueStat
     if url != expected_url:
         logger.warning("SQS returned %s for queue %s, but settings use %s", url, name, expected_url)
     return QueueState(name=name, url=url, attributes=current, url_matches_settings=url == expected_url)
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    url: str
+    # Waiting to be received.
+    visible: int
+    # Received by a worker, not yet deleted (acked) or returned.
+    in_flight: int
+    # Sent with a delay (a retry's countdown) that has not passed yet.
+    delayed: int
+
+
+def queue_depths() -> list[QueueDepth]:
+    """How many messages the order queue and the dead-letter queue hold (SQS's approximate counts)."""
+    client = sqs_client()
+    depths = []
+    for name in (settings.SQS_QUEUE_NAME, settings.SQS_DEAD_LETTER_QUEUE_NAME):
+        url = settings.SQS_QUEUE_URLS[name]
+        attributes = client.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        depths.append(
+            QueueDepth(
+                name=name,
+                url=url,
+                visible=int(attributes["ApproximateNumberOfMessages"]),
+                in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+                delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
+            )
+        )
+    return depths

@@ -1,4 +1,6 @@
-"""The admin: staff look at orders, products and task results; orders are read-only."""
+"""The admin: staff look at orders, products, task results and queues; orders are read-only."""
+
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -66,3 +68,27 @@ def test_staff_edit_stock(staff_client, products):
     assert response.status_code == 302
     widget.refresh_from_db()
     assert widget.stock == 7
+
+
+def test_staff_see_queue_depths(staff_client, sqs, empty_queues):
+    sqs.send_message(QueueUrl=empty_queues["dead_letter"], MessageBody="parked")
+    for _ in range(2):
+        sqs.send_message(QueueUrl=empty_queues["main"], MessageBody="waiting")
+
+    page = staff_client.get("/admin/queues/").content.decode()
+
+    rows = {name: numbers for name, *numbers in _table_rows(page)}
+    assert rows["test-orders"] == ["2", "0", "0"]
+    assert rows["test-orders-dlq"] == ["1", "0", "0"]
+    assert 'href="/admin/queues/"' in staff_client.get("/admin/").content.decode()
+
+
+def test_queue_depths_are_for_staff_only(client, db):
+    assert client.get("/admin/queues/").status_code == 302
+
+
+def _table_rows(page: str) -> list[list[str]]:
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr><td.*?</tr>", page)
+    ]
