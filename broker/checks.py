@@ -31,6 +31,14 @@ def check_delivery_settings(app_configs=None, **kwargs) -> list[checks.CheckMess
                 id="broker.E001",
             )
         )
+    if not settings.AWS_ACCOUNT_ID:
+        errors.append(
+            checks.Error(
+                "AWS_ACCOUNT_ID is not set: the queue URLs cannot be built for AWS.",
+                hint="Set AWS_ACCOUNT_ID, or AWS_ENDPOINT_URL_SQS for a local or alternative SQS server.",
+                id="broker.E005",
+            )
+        )
     if not conf.task_acks_late:
         errors.append(
             checks.Error(

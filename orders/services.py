@@ -108,3 +108,9 @@ def product_ensure(*, sku: str, name: str, stock: int) -> Product:
     """Create the product if no product has this SKU; an existing one is left as it is."""
     product, _ = Product.objects.get_or_create(sku=sku, defaults={"name": name, "stock": stock})
     return product
+
+
+def product_restock(*, sku: str, name: str, stock: int) -> Product:
+    """Create the product, or set the stock of the existing one to `stock`."""
+    product, _ = Product.objects.update_or_create(sku=sku, defaults={"name": name, "stock": stock})
+    return product

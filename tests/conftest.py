@@ -12,6 +12,7 @@ from broker.client import sqs_client
 from broker.queues import queues_ensure
 from orders.models import Product
 from stack import components
+from stack import postgres as stack_postgres
 from stack.processes import ManagedProcess
 
 
@@ -61,11 +62,7 @@ def queue_depth(sqs, url: str) -> int:
 
 def database_url() -> str:
     """A DATABASE_URL for the test database that this process uses, for worker processes."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return stack_postgres.database_url(connection.settings_dict)
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.db import connection
 
 from orders.schemas import MAX_QUANTITY
 from stack import components
+from stack.postgres import connections_refused
 from stack.processes import free_port
 from tests.conftest import database_url
 
@@ -143,3 +145,14 @@ def test_unreachable_sqs_gives_503(products, local_sqs):
 
     assert error.value.code == 503
     assert "unreachable" in json.loads(error.value.read())["error"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="makes PostgreSQL refuse connections")
+def test_database_outage_gives_503(client, products):
+    # The view's product lookup needs a new connection, which the database refuses.
+    connection.close()
+    with connections_refused(connection.settings_dict):
+        response = post_json(client, valid_order())
+
+    assert response.status_code == 503
+    assert "database is unavailable" in response.json()["error"]

@@ -7,16 +7,15 @@ decremented by exactly the processed orders' quantities.
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.db import connection
 from django_celery_results.models import TaskResult
 
 from orders.models import Order, Product
+from stack.postgres import connections_refused, terminate_connections
 from stack.tcp_proxy import TcpProxy
 from tests.conftest import queue_depth
 from tests.test_delivery import (
@@ -174,42 +173,20 @@ def test_database_outage_mid_task_is_retried_and_applied_once(client, products, 
 
     # When the worker's connection is killed mid-transaction, and the database
     # then refuses new connections for a few seconds.
-    database = connection.settings_dict["NAME"]
-    with maintenance_connection() as maintenance:
-        maintenance.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
-        maintenance.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-            [database, connection.cursor().connection.info.backend_pid],
+    with connections_refused(connection.settings_dict) as maintenance:
+        terminate_connections(
+            maintenance,
+            database=connection.settings_dict["NAME"],
+            keep_pid=connection.cursor().connection.info.backend_pid,
         )
-    reopen = threading.Timer(4, allow_connections, args=(database,))
-    reopen.start()
-    try:
-        # Then the task retries with backoff and succeeds once the database is back.
-        wait_for_orders(1, timeout=60)
-    finally:
-        reopen.join()
+        time.sleep(4)
+
+    # Then the task retries with backoff and succeeds once the database is back.
+    wait_for_orders(1, timeout=60)
     wait_for_empty_queue(sqs, empty_queues["main"])
     assert "Retry in" in worker.log_text()
     assert Order.objects.filter(order_id="db-outage").count() == 1
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 4
-
-
-def maintenance_connection() -> psycopg.Connection:
-    """A connection to the server's `postgres` database: ALTER DATABASE cannot target the current one."""
-    db = connection.settings_dict
-    return psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"],
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
-def allow_connections(database: str) -> None:
-    with maintenance_connection() as maintenance:
-        maintenance.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
 
 
 def child_pids(pid: int) -> list[int]:

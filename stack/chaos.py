@@ -1,0 +1,390 @@
+"""The chaos run: orders flow through the whole local stack while its parts fail.
+
+It starts its own stack on 127.0.0.1 (a local SQS server behind a proxy that
+can play dead, a web server, Celery workers) on the configured PostgreSQL
+database, posts orders through the HTTP API (some twice, some of their SQS
+messages copied by hand), and meanwhile SIGKILLs workers and restarts them,
+takes SQS away, and kills the workers' database connections. When the queue
+has drained it reconciles what was accepted with what the database holds.
+Everything it starts is stopped by PID at the end.
+"""
+
+import json
+import math
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+from django.db import connection
+from django.db.models import Count, Sum
+
+from broker.config import LOCAL_ACCOUNT_ID
+from orders.models import Order, Product
+from orders.services import product_restock
+from stack import components
+from stack.postgres import connections_refused, terminate_connections
+from stack.processes import ManagedProcess, free_port
+from stack.tcp_proxy import TcpProxy
+
+QUEUE_PREFIX = "chaos-"
+# Tagged connections are the ones the run kills, and no others.
+APPLICATION_NAME = "orders-chaos"
+# About a third of the orders find the stock short.
+PRODUCTS = {"CHAOS-A": 600, "CHAOS-B": 500, "CHAOS-C": 60}
+# Short enough that messages of killed workers come back quickly.
+STACK_ENVIRONMENT = {
+    "SQS_QUEUE_PREFIX": QUEUE_PREFIX,
+    "SQS_VISIBILITY_TIMEOUT": "20",
+    "TASK_TIME_LIMIT": "10",
+    "SQS_MAX_RECEIVE_COUNT": "5",
+    "ORDERS_TEST_PROCESSING_DELAY": "0",
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+}
+# Workers keep their database connections, as in production, so there are
+# some to kill. (Not the web server: runserver opens a thread per request, and
+# each thread would keep a connection until PostgreSQL runs out of them.)
+WORKER_ENVIRONMENT = {"DATABASE_CONN_MAX_AGE": "60"}
+
+
+@dataclass
+class ChaosSettings:
+    orders: int = 1000
+    workers: int = 2
+    worker_kills: int = 5
+    outage_seconds: float = 15
+    duplicated_messages: int = 50
+    # Share of orders posted a second time.
+    repost_share: float = 0.12
+    drain_timeout: float = 300
+    seed: int = field(default_factory=lambda: random.SystemRandom().randrange(1_000_000))
+
+
+@dataclass
+class Tally:
+    """What happened, counted by the threads that made it happen."""
+
+    accepted: set = field(default_factory=set)
+    posts: Counter = field(default_factory=Counter)
+    messages_copied: int = 0
+    worker_kills: int = 0
+    outages: int = 0
+    database_connections_killed: int = 0
+    fault_errors: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ChaosRun:
+    def __init__(self, settings: ChaosSettings, *, log_dir: Path, database_url: str, write=print):
+        self.settings = settings
+        self.random = random.Random(settings.seed)  # noqa: S311 - repeatable chaos, not cryptography
+        self.run_id = f"{int(time.time())}{self.random.randrange(1000):03d}"
+        self.log_dir = log_dir / self.run_id
+        self.database_url = database_url
+        self.write = write
+        self.tally = Tally()
+        self.processes: list[ManagedProcess] = []
+        self.workers: list[ManagedProcess] = []
+        self.proxy: TcpProxy | None = None
+        self.posting_done = threading.Event()
+
+    # --- the run ------------------------------------------------------------
+    def run(self) -> "Reconciliation":
+        try:
+            self._start_stack()
+            stock_before = self._restock()
+            orders = self._plan_orders()
+            self.write(
+                f"Run {self.run_id} (seed {self.settings.seed}): {len(orders)} orders, "
+                f"{self.settings.workers} workers, logs in {self.log_dir}"
+            )
+            faults = threading.Thread(target=self._inject_faults, args=(len(orders),), name="faults")
+            copier = threading.Thread(target=self._copy_messages, name="copier")
+            faults.start()
+            copier.start()
+            self._post_all(orders)
+            self.posting_done.set()
+            faults.join()
+            copier.join()
+            self._wait_for_drain()
+            return self._reconcile(orders, stock_before)
+        finally:
+            self.posting_done.set()
+            self._stop_stack()
+
+    def _start_stack(self) -> None:
+        sqs, self.sqs_endpoint = components.sqs_server(log_dir=self.log_dir)
+        self.processes.append(sqs)
+        self.proxy = TcpProxy(target_port=int(self.sqs_endpoint.rsplit(":", 1)[1])).start()
+        self.env = components.local_environment(
+            **STACK_ENVIRONMENT,
+            AWS_ENDPOINT_URL_SQS=self.proxy.url,
+            DATABASE_URL=_with_application_name(self.database_url),
+            DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
+        )
+        self.sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.sqs_endpoint,
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.queue_url = f"{self.sqs_endpoint}/{LOCAL_ACCOUNT_ID}/{QUEUE_PREFIX}orders"
+        self.dead_letter_url = f"{self.queue_url}-dlq"
+        components.manage("setup_queues", env=self.env)
+        components.manage("migrate", "--no-input", env=self.env)
+        for number in range(self.settings.workers):
+            self.workers.append(self._start_worker(f"chaos-worker-{number}"))
+        self.web_port = free_port()
+        self.processes.append(components.web_server(env=self.env, log_dir=self.log_dir, port=self.web_port))
+
+    def _start_worker(self, name: str) -> ManagedProcess:
+        worker = components.celery_worker(name=name, env={**self.env, **WORKER_ENVIRONMENT}, log_dir=self.log_dir)
+        self.processes.append(worker)
+        return worker
+
+    def _stop_stack(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+        for process in reversed(self.processes):
+            process.stop()
+
+    def _restock(self) -> dict[str, int]:
+        for sku, stock in PRODUCTS.items():
+            product_restock(sku=sku, name=f"Chaos {sku[-1]}", stock=stock)
+        return dict(PRODUCTS)
+
+    def _plan_orders(self) -> list[tuple[str, str, int]]:
+        return [
+            (f"chaos-{self.run_id}-{number}", self.random.choice(list(PRODUCTS)), self.random.randint(1, 3))
+            for number in range(self.settings.orders)
+        ]
+
+    # --- clients ------------------------------------------------------------
+    def _post_all(self, orders: list[tuple[str, str, int]]) -> None:
+        jobs = orders[:]
+        # A repost comes a little after the first post, as a client's retry does.
+        for order in self.random.sample(orders, math.ceil(len(orders) * self.settings.repost_share)):
+            jobs.insert(min(len(jobs), jobs.index(order) + self.random.randint(1, 50)), order)
+        self.total_posts = len(jobs)
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="client") as pool:
+            for done, _ in enumerate(pool.map(self._post_until_accepted, jobs), start=1):
+                if done % 100 == 0:
+                    self._progress(f"posted {done}/{len(jobs)}")
+
+    def _post_until_accepted(self, order: tuple[str, str, int]) -> None:
+        order_id, item, quantity = order
+        body = json.dumps({"order_id": order_id, "item": item, "quantity": quantity}).encode()
+        deadline = time.monotonic() + 180
+        delay = 0.5
+        while True:
+            status = self._post(body)
+            with self.tally.lock:
+                self.tally.posts[status] += 1
+                if status == 202:
+                    self.tally.accepted.add(order_id)
+            if status == 202 or (400 <= status < 500) or time.monotonic() > deadline:
+                return
+            # 503 (SQS away), 500 (database away) or no answer: a client retries.
+            time.sleep(delay)
+            delay = min(delay * 2, 4)
+
+    def _post(self, body: bytes) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}/api/orders/", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our local web server
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    def _copy_messages(self) -> None:
+        """Copies of messages sitting in SQS, sent by hand: what SQS does when it redelivers."""
+        while self.tally.messages_copied < self.settings.duplicated_messages and not self.posting_done.is_set():
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=5, WaitTimeSeconds=1)
+            for message in messages.get("Messages", []):
+                self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                self.tally.messages_copied += 1
+            time.sleep(0.2)
+
+    # --- faults -------------------------------------------------------------
+    def _inject_faults(self, orders: int) -> None:
+        """Faults at set points of the posting; those not reached by its end happen right after."""
+        kills = self.settings.worker_kills
+        schedule = sorted(
+            [(0.1 + 0.8 * number / max(1, kills - 1), self._kill_a_worker) for number in range(kills)]
+            + [(0.33, self._sqs_outage), (0.66, self._database_outage)]
+        )
+        for share, fault in schedule:
+            while not self.posting_done.is_set() and self._posted_share() < share:
+                time.sleep(0.2)
+            try:
+                fault()
+            except Exception as exc:  # noqa: BLE001 - reported as a mismatch: the run did not do what it says
+                self.tally.fault_errors.append(f"{fault.__name__}: {exc}")
+                self._progress(f"fault {fault.__name__} failed: {exc}")
+
+    def _posted_share(self) -> float:
+        with self.tally.lock:
+            return sum(self.tally.posts.values()) / max(1, getattr(self, "total_posts", 1))
+
+    def _kill_a_worker(self) -> None:
+        index = self.random.randrange(len(self.workers))
+        victim = self.workers[index]
+        victim.kill()
+        self.tally.worker_kills += 1
+        self._progress(f"SIGKILLed {victim.name} (pid {victim.pid}), restarting it")
+        self.workers[index] = self._start_worker(victim.name)
+
+    def _sqs_outage(self) -> None:
+        self._progress(f"SQS unreachable for {self.settings.outage_seconds:g}s")
+        self.proxy.block()
+        time.sleep(self.settings.outage_seconds)
+        self.proxy.unblock()
+        self.tally.outages += 1
+        self._progress("SQS back")
+
+    def _database_outage(self) -> None:
+        """Kill the stack's database connections, and refuse new ones for three seconds."""
+        with connections_refused(connection.settings_dict) as maintenance:
+            killed = terminate_connections(
+                maintenance, database=connection.settings_dict["NAME"], application_name=APPLICATION_NAME
+            )
+            self.tally.database_connections_killed += killed
+            self._progress(f"killed {killed} database connection(s); refusing new ones for 3s")
+            time.sleep(3)
+
+    # --- the end ------------------------------------------------------------
+    def _wait_for_drain(self) -> None:
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while time.monotonic() < deadline:
+            in_queue = self._queue_depth(self.queue_url)
+            stored = self._orders().count()
+            self._progress(f"draining: {stored}/{len(self.tally.accepted)} orders stored, {in_queue} in the queue")
+            if in_queue == 0 and stored >= len(self.tally.accepted):
+                return
+            time.sleep(5)
+        self.write(f"The queue did not drain within {self.settings.drain_timeout:g}s")
+
+    def _queue_depth(self, url: str) -> int:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names.append("ApproximateNumberOfMessagesDelayed")
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes[name]) for name in names)
+
+    def _orders(self):
+        return Order.objects.filter(order_id__startswith=f"chaos-{self.run_id}-")
+
+    def _reconcile(self, orders, stock_before: dict[str, int]) -> "Reconciliation":
+        stored = set(self._orders().values_list("order_id", flat=True))
+        by_status = dict(self._orders().values_list("status").annotate(count=Count("id")))
+        processed = dict(
+            self._orders().processed().values_list("item").annotate(total=Sum("quantity")).values_list("item", "total")
+        )
+        stock_after = dict(Product.objects.filter(sku__in=PRODUCTS).values_list("sku", "stock"))
+        worker_logs = "".join(path.read_text(errors="replace") for path in self.log_dir.glob("chaos-worker-*.log"))
+        return Reconciliation(
+            run_id=self.run_id,
+            orders_planned=len(orders),
+            posts=dict(self.tally.posts),
+            accepted=len(self.tally.accepted),
+            stored=len(stored),
+            missing=len(self.tally.accepted - stored),
+            unexpected=len(stored - self.tally.accepted),
+            by_status=by_status,
+            stock={sku: (stock_before[sku] - stock_after[sku], processed.get(sku, 0) or 0) for sku in sorted(PRODUCTS)},
+            dead_lettered=self._queue_depth(self.dead_letter_url),
+            left_in_queue=self._queue_depth(self.queue_url),
+            messages_copied=self.tally.messages_copied,
+            duplicate_deliveries=len(re.findall(r"'created': False", worker_logs)),
+            worker_kills=self.tally.worker_kills,
+            outages=self.tally.outages,
+            database_connections_killed=self.tally.database_connections_killed,
+            fault_errors=self.tally.fault_errors,
+        )
+
+    def _progress(self, text: str) -> None:
+        self.write(f"[{time.strftime('%H:%M:%S')}] {text}")
+
+
+@dataclass
+class Reconciliation:
+    run_id: str
+    orders_planned: int
+    posts: dict
+    accepted: int
+    stored: int
+    missing: int
+    unexpected: int
+    by_status: dict
+    # sku -> (stock consumed, quantity of processed orders)
+    stock: dict
+    dead_lettered: int
+    left_in_queue: int
+    messages_copied: int
+    duplicate_deliveries: int
+    worker_kills: int
+    outages: int
+    database_connections_killed: int
+    fault_errors: list
+
+    @property
+    def mismatches(self) -> list[str]:
+        found = []
+        if self.missing:
+            found.append(f"{self.missing} accepted order(s) missing")
+        if self.unexpected:
+            found.append(f"{self.unexpected} order(s) stored that were never accepted")
+        if self.accepted != self.orders_planned:
+            found.append(f"{self.orders_planned - self.accepted} order(s) never accepted")
+        found += [
+            f"{sku}: stock consumed {consumed} != processed {processed}"
+            for sku, (consumed, processed) in self.stock.items()
+            if consumed != processed
+        ]
+        if self.dead_lettered:
+            found.append(f"{self.dead_lettered} message(s) dead-lettered")
+        if self.left_in_queue:
+            found.append(f"{self.left_in_queue} message(s) left in the queue")
+        found += [f"fault not injected: {error}" for error in self.fault_errors]
+        return found
+
+    def summary(self) -> str:
+        posts = ", ".join(f"{status or 'no answer'}: {count}" for status, count in sorted(self.posts.items()))
+        stock = "; ".join(f"{sku} consumed {c} / processed {p}" for sku, (c, p) in self.stock.items())
+        lines = [
+            f"chaos run {self.run_id}",
+            f"  posts: {sum(self.posts.values())} ({posts})",
+            f"  unique orders accepted: {self.accepted} of {self.orders_planned}",
+            f"  orders in the database: {self.stored} {self.by_status}; missing {self.missing}, "
+            f"unexpected {self.unexpected}",
+            f"  stock: {stock}",
+            f"  dead-lettered: {self.dead_lettered}; left in the queue: {self.left_in_queue}",
+            f"  SQS messages copied by hand: {self.messages_copied}; duplicate deliveries seen (no-op runs): "
+            f"{self.duplicate_deliveries}",
+            f"  faults: {self.worker_kills} worker SIGKILLs, {self.outages} SQS outage(s), "
+            f"{self.database_connections_killed} database connection(s) killed",
+            "  result: " + ("EXACT" if not self.mismatches else "MISMATCH: " + "; ".join(self.mismatches)),
+        ]
+        return "\n".join(lines)
+
+
+def _with_application_name(database_url: str) -> str:
+    separator = "&" if "?" in database_url else "?"
+    return f"{database_url}{separator}{urlencode({'application_name': APPLICATION_NAME})}"
