@@ -1,8 +1,8 @@
 """Run the whole local system: `python -m stack` (what `bin/run` does).
 
 Local SQS (moto's server mode, unless AWS_ENDPOINT_URL_SQS names another
-server), queues, migrations, demo products, one Celery worker and the web
-server on 127.0.0.1:8000. Ctrl-C stops everything it started.
+server), queues, migrations, demo products, Celery workers (one by default)
+and the web server on 127.0.0.1:8000. Ctrl-C stops everything it started.
 """
 
 import argparse
@@ -25,6 +25,7 @@ def _debug_by_default() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (default 1)")
     args = parser.parse_args()
 
     # Ctrl-C, or SIGINT/SIGTERM from a supervisor, stops the stack; SIGINT is
@@ -41,7 +42,8 @@ def main() -> int:
         components.manage("setup_queues", env=env)
         components.manage("migrate", "--no-input", env=env)
         components.manage("seed_demo_products", env=env)
-        started.append(components.celery_worker(name="worker", env=env, log_dir=LOG_DIR))
+        for number in range(args.workers):
+            started.append(components.celery_worker(name=f"worker{number or ''}", env=env, log_dir=LOG_DIR))
         started.append(components.web_server(env=env, log_dir=LOG_DIR, port=args.port))
         print(f"Running: http://127.0.0.1:{args.port}/api/orders/ and /admin/ (logs in {LOG_DIR}). Ctrl-C stops.")
         while all(process.is_running() for process in started):

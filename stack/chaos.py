@@ -29,6 +29,7 @@ from django.db import connection
 from django.db.models import Count, Sum
 
 from broker.config import LOCAL_ACCOUNT_ID
+from broker.messages import task_message_from_body
 from orders.models import Order, Product
 from orders.services import product_restock
 from stack import components
@@ -288,6 +289,20 @@ class ChaosRun:
         attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return sum(int(attributes[name]) for name in names)
 
+    def _dead_lettered_order_ids(self) -> list[str]:
+        """The order_id of each message in the DLQ, read without consuming it."""
+        order_ids, handles = [], []
+        while messages := self.sqs.receive_message(
+            QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=1
+        ).get("Messages", []):
+            order_ids += [task_message_from_body(message["Body"]).order_id for message in messages]
+            handles += [message["ReceiptHandle"] for message in messages]
+        for handle in handles:
+            self.sqs.change_message_visibility(QueueUrl=self.dead_letter_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        if order_ids:
+            self._progress(f"dead-lettered order ids: {', '.join(order_ids)}")
+        return order_ids
+
     def _orders(self):
         return Order.objects.filter(order_id__startswith=f"chaos-{self.run_id}-")
 
@@ -299,6 +314,7 @@ class ChaosRun:
         )
         stock_after = dict(Product.objects.filter(sku__in=PRODUCTS).values_list("sku", "stock"))
         worker_logs = "".join(path.read_text(errors="replace") for path in self.log_dir.glob("chaos-worker-*.log"))
+        dead_order_ids = self._dead_lettered_order_ids()
         return Reconciliation(
             run_id=self.run_id,
             orders_planned=len(orders),
@@ -309,7 +325,8 @@ class ChaosRun:
             unexpected=len(stored - self.tally.accepted),
             by_status=by_status,
             stock={sku: (stock_before[sku] - stock_after[sku], processed.get(sku, 0) or 0) for sku in sorted(PRODUCTS)},
-            dead_lettered=self._queue_depth(self.dead_letter_url),
+            dead_lettered=len(dead_order_ids),
+            dead_lettered_not_applied=len(set(dead_order_ids) - stored),
             left_in_queue=self._queue_depth(self.queue_url),
             messages_copied=self.tally.messages_copied,
             duplicate_deliveries=len(re.findall(r"'created': False", worker_logs)),
@@ -336,6 +353,8 @@ class Reconciliation:
     # sku -> (stock consumed, quantity of processed orders)
     stock: dict
     dead_lettered: int
+    # Dead letters whose order is not in the database: lost, unless redriven.
+    dead_lettered_not_applied: int
     left_in_queue: int
     messages_copied: int
     duplicate_deliveries: int
@@ -358,8 +377,8 @@ class Reconciliation:
             for sku, (consumed, processed) in self.stock.items()
             if consumed != processed
         ]
-        if self.dead_lettered:
-            found.append(f"{self.dead_lettered} message(s) dead-lettered")
+        if self.dead_lettered_not_applied:
+            found.append(f"{self.dead_lettered_not_applied} dead-lettered order(s) not applied")
         if self.left_in_queue:
             found.append(f"{self.left_in_queue} message(s) left in the queue")
         found += [f"fault not injected: {error}" for error in self.fault_errors]
@@ -375,7 +394,8 @@ class Reconciliation:
             f"  orders in the database: {self.stored} {self.by_status}; missing {self.missing}, "
             f"unexpected {self.unexpected}",
             f"  stock: {stock}",
-            f"  dead-lettered: {self.dead_lettered}; left in the queue: {self.left_in_queue}",
+            f"  dead-lettered: {self.dead_lettered} (of orders not applied: {self.dead_lettered_not_applied}); "
+            f"left in the queue: {self.left_in_queue}",
             f"  SQS messages copied by hand: {self.messages_copied}; duplicate deliveries seen (no-op runs): "
             f"{self.duplicate_deliveries}",
             f"  faults: {self.worker_kills} worker SIGKILLs, {self.outages} SQS outage(s), "

@@ -65,3 +65,10 @@ def test_worker_refuses_to_start_with_unsafe_settings():
     assert result.returncode != 0
     assert "Refusing to start with unsafe delivery settings" in result.stderr + result.stdout
     assert "broker.E001" in result.stderr + result.stdout
+
+
+def test_real_aws_without_an_account_id_is_refused():
+    result = run_with([sys.executable, "manage.py", "check"], AWS_ENDPOINT_URL_SQS="", AWS_ACCOUNT_ID="")
+
+    assert result.returncode != 0
+    assert "broker.E005" in result.stderr
