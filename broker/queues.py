@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from broker.client import sqs_client
+from broker.client import sns_client, sqs_client
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ def queues_ensure() -> list[QueueState]:
         },
     )
     return [main, dead_letter]
+
+
+def topic_ensure() -> str:
+    """Create the order-events SNS topic (CreateTopic is idempotent); return its ARN."""
+    name = settings.SNS_TOPIC_NAME
+    attributes = {"FifoTopic": "true", "ContentBasedDeduplication": "false"} if name.endswith(".fifo") else {}
+    arn = sns_client().create_topic(Name=name, Attributes=attributes)["TopicArn"]
+    if arn != settings.SNS_TOPIC_ARN:
+        logger.warning("SNS returned %s for topic %s, but settings use %s", arn, name, settings.SNS_TOPIC_ARN)
+    return arn
 
 
 def _queue_ensure(client, *, name: str, attributes: dict[str, str]) -> QueueState:

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from idempotency.admin import ReadOnlyAdmin
 from orders.models import Order, Product
 
 
@@ -17,18 +18,8 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
-    list_display = ["order_id", "item", "quantity", "status", "created_at", "processed_at"]
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ["order_id", "item", "quantity", "status", "created_at", "processed_at", "cancelled_at"]
     list_filter = ["status", "created_at", "processed_at"]
     search_fields = ["order_id", "item"]
     date_hierarchy = "created_at"
-    readonly_fields = [field.name for field in Order._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

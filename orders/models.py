@@ -43,6 +43,7 @@ class Order(models.Model):
     class Status(models.TextChoices):
         PROCESSED = "processed", "Processed"
         REJECTED = "rejected", "Rejected"
+        CANCELLED = "cancelled", "Cancelled"
 
     order_id = models.CharField(
         max_length=64,
@@ -57,6 +58,7 @@ class Order(models.Model):
     task_id = models.CharField(max_length=255, blank=True, help_text="The Celery task that created the order.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     processed_at = models.DateTimeField()
+    cancelled_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrderQuerySet.as_manager()
 

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from orders.schemas import parse_order_request
-from orders.services import PROCESS_ORDER_TASK, order_process
+from orders.services import CANCEL_ORDER_TASK, PROCESS_ORDER_TASK, order_cancel, order_process
 
 # Errors that say nothing about the message: a dropped connection, a lock
 # timeout, a database restarting. The transaction rolled back, so a retry is safe.
@@ -25,7 +25,27 @@ def process_order(self, **payload) -> dict:
 
     Retried with backoff on transient database errors only. An invalid payload
     raises InvalidOrderRequest: recorded as a failure, never retried, and
-    parked in the dead-letter queue by SQS after maxReceiveCount receives.
+    parked in the dead-letter queue by SQS after maxReceiveCount receives. A
+    payload that conflicts with the order's submitted one is recorded as a
+    conflict and finishes without applying anything.
     """
     request = parse_order_request(payload)
     return order_process(request=request, task_id=self.request.id).as_dict()
+
+
+@shared_task(
+    bind=True,
+    name=CANCEL_ORDER_TASK,
+    autoretry_for=TRANSIENT_DATABASE_ERRORS,
+    max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+)
+def cancel_order(self, *, order_id: str) -> dict:
+    """Cancel one order; idempotent, so redeliveries are no-ops.
+
+    Retried on transient database errors only; an unknown order_id raises
+    UnknownOrder, is recorded as a failure and dead-lettered.
+    """
+    return order_cancel(order_id=order_id, task_id=self.request.id)

@@ -13,8 +13,8 @@ from orders.models import Order
 from orders.schemas import InvalidOrderRequest, parse_order_request
 
 
-def error_response(status: int, message: str, **details) -> JsonResponse:
-    return JsonResponse({"error": message, **details}, status=status)
+def error_response(http_status: int, message: str, /, **details) -> JsonResponse:
+    return JsonResponse({"error": message, **details}, status=http_status)
 
 
 def allow_methods(*methods: str):
@@ -55,18 +55,54 @@ def order_create(request):
         return error_response(400, "Invalid order.", fields={"item": f"Unknown item {order_request.item!r}."})
     try:
         services.order_submit(request=order_request)
-    except services.BrokerUnavailable:
-        return error_response(503, "The order queue is unreachable; the order was not accepted. Retry later.")
-    status_url = request.build_absolute_uri(reverse("orders:detail", args=[order_request.order_id]))
-    return JsonResponse({"order_id": order_request.order_id, "status_url": status_url}, status=202)
+    except services.OrderConflict as conflict:
+        return error_response(
+            409,
+            f"Order {conflict.order_id!r} was already submitted with a different item or quantity; "
+            "use a new order_id for a new order.",
+            order_id=conflict.order_id,
+            status="conflict",
+            submitted=conflict.stored,
+            received=conflict.received,
+        )
+    return JsonResponse(
+        {
+            "order_id": order_request.order_id,
+            "status": "queued",
+            "status_url": _status_url(request, order_request.order_id),
+        },
+        status=202,
+    )
 
 
 @allow_methods("GET", "HEAD")
 def order_detail(request, order_id: str):
     order = selectors.order_get(order_id=order_id)
-    if order is None:
-        return error_response(404, f"No processed order {order_id!r} (yet).")
-    return JsonResponse(_order_as_json(order))
+    if order is not None:
+        body = _order_as_json(order)
+    elif (submitted := selectors.order_submitted_payload(order_id=order_id)) is not None:
+        body = {**submitted, "status": "queued"}
+    else:
+        return error_response(404, f"No order {order_id!r}.")
+    body["conflicts"] = [
+        {"received": conflict.received_payload, "at": conflict.created_at.isoformat(), "source": conflict.source}
+        for conflict in selectors.order_conflicts(order_id=order_id)
+    ]
+    return JsonResponse(body)
+
+
+@csrf_exempt  # See order_create.
+@allow_methods("POST")
+def order_cancel(request, order_id: str):
+    try:
+        services.order_cancel_submit(order_id=order_id)
+    except services.UnknownOrder:
+        return error_response(404, f"No order {order_id!r}.")
+    return JsonResponse({"order_id": order_id, "status_url": _status_url(request, order_id)}, status=202)
+
+
+def _status_url(request, order_id: str) -> str:
+    return request.build_absolute_uri(reverse("orders:detail", args=[order_id]))
 
 
 def _order_as_json(order: Order) -> dict:
@@ -78,4 +114,5 @@ def _order_as_json(order: Order) -> dict:
         "reason": order.reason,
         "created_at": order.created_at.isoformat(),
         "processed_at": order.processed_at.isoformat(),
+        "cancelled_at": order.cancelled_at.isoformat() if order.cancelled_at else None,
     }

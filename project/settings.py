@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_results",
     "broker",
+    "idempotency",
+    "outbox",
     "orders",
 ]
 
@@ -145,6 +147,23 @@ SQS_CLIENT_CONFIG = {
     "read_timeout": env_float("SQS_READ_TIMEOUT", 10),
     "retries": {"mode": "standard", "max_attempts": 3},
 }
+
+# --- SNS: order events ------------------------------------------------------
+# Local SQS servers (moto, LocalStack) serve SNS on the same endpoint.
+AWS_ENDPOINT_URL_SNS = env_str("AWS_ENDPOINT_URL_SNS", AWS_ENDPOINT_URL_SQS)
+SNS_TOPIC_NAME = f"{SQS_QUEUE_PREFIX}order-events"
+SNS_TOPIC_ARN = f"arn:aws:sns:{AWS_DEFAULT_REGION}:{AWS_ACCOUNT_ID}:{SNS_TOPIC_NAME}"
+
+# --- Outbox relay (`manage.py relay`) -----------------------------------------
+# Sent rows are kept this long (for the admin and for investigations), then deleted.
+OUTBOX_RETENTION_SECONDS = env_int("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600, minimum=0)
+# Rows one relay claims per transaction (published ten per SQS/SNS call).
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100, minimum=1)
+# Seconds an idle relay waits before it looks for new rows again.
+OUTBOX_RELAY_IDLE_SECONDS = env_float("OUTBOX_RELAY_IDLE_SECONDS", 0.2)
+# Test-only: seconds between publishing a batch and marking it sent, so a test
+# can kill the relay in between. Zero in any real deployment.
+OUTBOX_TEST_DELAY_AFTER_PUBLISH = env_float("OUTBOX_TEST_DELAY_AFTER_PUBLISH", 0)
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)
 # Must stay below SQS_VISIBILITY_TIMEOUT with a margin (system check broker.E001).

@@ -1,8 +1,8 @@
 """Run the whole local system: `python -m stack` (what `bin/run` does).
 
 Local SQS (moto's server mode, unless AWS_ENDPOINT_URL_SQS names another
-server), queues, migrations, demo products, Celery workers (one by default)
-and the web server on 127.0.0.1:8000. Ctrl-C stops everything it started.
+server), queues and topic, migrations, demo products, the outbox relay,
+Celery workers (one by default) and the web server on 127.0.0.1:8000. Ctrl-C stops everything it started.
 """
 
 import argparse
@@ -42,6 +42,7 @@ def main() -> int:
         components.manage("setup_queues", env=env)
         components.manage("migrate", "--no-input", env=env)
         components.manage("seed_demo_products", env=env)
+        started.append(components.outbox_relay(env=env, log_dir=LOG_DIR))
         for number in range(args.workers):
             started.append(components.celery_worker(name=f"worker{number or ''}", env=env, log_dir=LOG_DIR))
         started.append(components.web_server(env=env, log_dir=LOG_DIR, port=args.port))

@@ -31,7 +31,9 @@ from django.db.models import Count, Sum
 from broker.config import LOCAL_ACCOUNT_ID
 from broker.messages import task_message_from_body
 from orders.models import Order, Product
-from orders.services import product_restock
+from orders.services import ORDER_PROCESSED_EVENT, product_restock
+from outbox.messages import stable_event_id
+from outbox.models import OutboxMessage
 from stack import components
 from stack.postgres import connections_refused, terminate_connections
 from stack.processes import ManagedProcess, free_port
@@ -63,6 +65,8 @@ class ChaosSettings:
     orders: int = 1000
     workers: int = 2
     worker_kills: int = 5
+    relays: int = 2
+    relay_kills: int = 2
     outage_seconds: float = 15
     duplicated_messages: int = 50
     # Share of orders posted a second time.
@@ -79,6 +83,7 @@ class Tally:
     posts: Counter = field(default_factory=Counter)
     messages_copied: int = 0
     worker_kills: int = 0
+    relay_kills: int = 0
     outages: int = 0
     database_connections_killed: int = 0
     fault_errors: list = field(default_factory=list)
@@ -96,6 +101,7 @@ class ChaosRun:
         self.tally = Tally()
         self.processes: list[ManagedProcess] = []
         self.workers: list[ManagedProcess] = []
+        self.relays: list[ManagedProcess] = []
         self.proxy: TcpProxy | None = None
         self.posting_done = threading.Event()
 
@@ -133,17 +139,23 @@ class ChaosRun:
             DATABASE_URL=_with_application_name(self.database_url),
             DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
         )
-        self.sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.sqs_endpoint,
-            region_name=self.env["AWS_DEFAULT_REGION"],
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        self.sqs, self.sns = (
+            boto3.client(
+                service,
+                endpoint_url=self.sqs_endpoint,
+                region_name=self.env["AWS_DEFAULT_REGION"],
+                aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            )
+            for service in ("sqs", "sns")
         )
         self.queue_url = f"{self.sqs_endpoint}/{LOCAL_ACCOUNT_ID}/{QUEUE_PREFIX}orders"
         self.dead_letter_url = f"{self.queue_url}-dlq"
         components.manage("setup_queues", env=self.env)
         components.manage("migrate", "--no-input", env=self.env)
+        self.events_url = self._subscribe_to_events()
+        for number in range(self.settings.relays):
+            self.relays.append(self._start_relay(f"chaos-relay-{number}"))
         for number in range(self.settings.workers):
             self.workers.append(self._start_worker(f"chaos-worker-{number}"))
         self.web_port = free_port()
@@ -153,6 +165,19 @@ class ChaosRun:
         worker = components.celery_worker(name=name, env={**self.env, **WORKER_ENVIRONMENT}, log_dir=self.log_dir)
         self.processes.append(worker)
         return worker
+
+    def _start_relay(self, name: str) -> ManagedProcess:
+        relay = components.outbox_relay(name=name, env=self.env, log_dir=self.log_dir)
+        self.processes.append(relay)
+        return relay
+
+    def _subscribe_to_events(self) -> str:
+        """An SQS queue subscribed to the order-events topic: what a downstream consumer receives."""
+        url = self.sqs.create_queue(QueueName=f"{QUEUE_PREFIX}order-events-audit")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        topic_arn = f"arn:aws:sns:{self.env['AWS_DEFAULT_REGION']}:{LOCAL_ACCOUNT_ID}:{QUEUE_PREFIX}order-events"
+        self.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        return url
 
     def _stop_stack(self) -> None:
         if self.proxy is not None:
@@ -213,24 +238,28 @@ class ChaosRun:
             return 0
 
     def _copy_messages(self) -> None:
-        """Copies of messages sitting in SQS, sent by hand: what SQS does when it redelivers."""
+        """Send task messages again, by hand, as SQS does when it redelivers.
+
+        The copies are taken from the outbox (the very bodies the relay sent),
+        not received from the queue: receiving would count towards the
+        messages' maxReceiveCount and push them to the dead-letter queue.
+        """
         while self.tally.messages_copied < self.settings.duplicated_messages and not self.posting_done.is_set():
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=5, WaitTimeSeconds=1)
-            for message in messages.get("Messages", []):
-                self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-                self.tally.messages_copied += 1
-            time.sleep(0.2)
+            sent = OutboxMessage.objects.filter(channel=OutboxMessage.Channel.SQS, sent_at__isnull=False)
+            bodies = list(sent.order_by("?").values_list("body", flat=True)[:5])
+            for body in bodies:
+                self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+            self.tally.messages_copied += len(bodies)
+            time.sleep(0.5)
 
     # --- faults -------------------------------------------------------------
     def _inject_faults(self, orders: int) -> None:
         """Faults at set points of the posting; those not reached by its end happen right after."""
-        kills = self.settings.worker_kills
         schedule = sorted(
-            [(0.1 + 0.8 * number / max(1, kills - 1), self._kill_a_worker) for number in range(kills)]
-            + [(0.33, self._sqs_outage), (0.66, self._database_outage)]
+            _spread(self.settings.worker_kills, 0.1, 0.9, self._kill_a_worker)
+            + _spread(self.settings.relay_kills, 0.2, 0.8, self._kill_a_relay)
+            + [(0.33, self._sqs_outage), (0.66, self._database_outage)],
+            key=lambda planned: planned[0],
         )
         for share, fault in schedule:
             while not self.posting_done.is_set() and self._posted_share() < share:
@@ -246,12 +275,19 @@ class ChaosRun:
             return sum(self.tally.posts.values()) / max(1, getattr(self, "total_posts", 1))
 
     def _kill_a_worker(self) -> None:
-        index = self.random.randrange(len(self.workers))
-        victim = self.workers[index]
-        victim.kill()
+        self._kill_and_restart(self.workers, self._start_worker)
         self.tally.worker_kills += 1
+
+    def _kill_a_relay(self) -> None:
+        self._kill_and_restart(self.relays, self._start_relay)
+        self.tally.relay_kills += 1
+
+    def _kill_and_restart(self, group: list[ManagedProcess], start) -> None:
+        index = self.random.randrange(len(group))
+        victim = group[index]
+        victim.kill()
         self._progress(f"SIGKILLed {victim.name} (pid {victim.pid}), restarting it")
-        self.workers[index] = self._start_worker(victim.name)
+        group[index] = start(victim.name)
 
     def _sqs_outage(self) -> None:
         self._progress(f"SQS unreachable for {self.settings.outage_seconds:g}s")
@@ -276,9 +312,13 @@ class ChaosRun:
         deadline = time.monotonic() + self.settings.drain_timeout
         while time.monotonic() < deadline:
             in_queue = self._queue_depth(self.queue_url)
+            in_outbox = OutboxMessage.objects.pending().count()
             stored = self._orders().count()
-            self._progress(f"draining: {stored}/{len(self.tally.accepted)} orders stored, {in_queue} in the queue")
-            if in_queue == 0 and stored >= len(self.tally.accepted):
+            self._progress(
+                f"draining: {stored}/{len(self.tally.accepted)} orders stored, {in_outbox} in the outbox, "
+                f"{in_queue} in the queue"
+            )
+            if in_queue == 0 and in_outbox == 0 and stored >= len(self.tally.accepted):
                 return
             time.sleep(5)
         self.write(f"The queue did not drain within {self.settings.drain_timeout:g}s")
@@ -303,6 +343,19 @@ class ChaosRun:
             self._progress(f"dead-lettered order ids: {', '.join(order_ids)}")
         return order_ids
 
+    def _received_events(self) -> list[dict]:
+        """Every event the subscriber's queue got, duplicates included."""
+        events = []
+        while messages := self.sqs.receive_message(
+            QueueUrl=self.events_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            events += [json.loads(message["Body"]) for message in messages]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.events_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+        return events
+
     def _orders(self):
         return Order.objects.filter(order_id__startswith=f"chaos-{self.run_id}-")
 
@@ -315,6 +368,10 @@ class ChaosRun:
         stock_after = dict(Product.objects.filter(sku__in=PRODUCTS).values_list("sku", "stock"))
         worker_logs = "".join(path.read_text(errors="replace") for path in self.log_dir.glob("chaos-worker-*.log"))
         dead_order_ids = self._dead_lettered_order_ids()
+        events = self._received_events()
+        processed_ids = self._orders().processed().values_list("order_id", flat=True)
+        expected_events = {stable_event_id(ORDER_PROCESSED_EVENT, order_id) for order_id in processed_ids}
+        received_events = {event["event_id"] for event in events if event["type"] == ORDER_PROCESSED_EVENT}
         return Reconciliation(
             run_id=self.run_id,
             orders_planned=len(orders),
@@ -330,7 +387,12 @@ class ChaosRun:
             left_in_queue=self._queue_depth(self.queue_url),
             messages_copied=self.tally.messages_copied,
             duplicate_deliveries=len(re.findall(r"'created': False", worker_logs)),
+            events_received=len(events),
+            processed_events_distinct=len(received_events),
+            processed_events_missing=len(expected_events - received_events),
+            processed_events_unexpected=len(received_events - expected_events),
             worker_kills=self.tally.worker_kills,
+            relay_kills=self.tally.relay_kills,
             outages=self.tally.outages,
             database_connections_killed=self.tally.database_connections_killed,
             fault_errors=self.tally.fault_errors,
@@ -358,7 +420,12 @@ class Reconciliation:
     left_in_queue: int
     messages_copied: int
     duplicate_deliveries: int
+    events_received: int
+    processed_events_distinct: int
+    processed_events_missing: int
+    processed_events_unexpected: int
     worker_kills: int
+    relay_kills: int
     outages: int
     database_connections_killed: int
     fault_errors: list
@@ -381,6 +448,10 @@ class Reconciliation:
             found.append(f"{self.dead_lettered_not_applied} dead-lettered order(s) not applied")
         if self.left_in_queue:
             found.append(f"{self.left_in_queue} message(s) left in the queue")
+        if self.processed_events_missing:
+            found.append(f"{self.processed_events_missing} processed order(s) never announced")
+        if self.processed_events_unexpected:
+            found.append(f"{self.processed_events_unexpected} order.processed event(s) for orders not processed")
         found += [f"fault not injected: {error}" for error in self.fault_errors]
         return found
 
@@ -398,11 +469,20 @@ class Reconciliation:
             f"left in the queue: {self.left_in_queue}",
             f"  SQS messages copied by hand: {self.messages_copied}; duplicate deliveries seen (no-op runs): "
             f"{self.duplicate_deliveries}",
-            f"  faults: {self.worker_kills} worker SIGKILLs, {self.outages} SQS outage(s), "
+            f"  order.processed events: {self.processed_events_distinct} distinct for "
+            f"{self.by_status.get('processed', 0)} processed orders ({self.events_received} messages received "
+            f"by the subscriber, duplicates included)",
+            f"  faults: {self.worker_kills} worker SIGKILLs, {self.relay_kills} relay SIGKILLs, "
+            f"{self.outages} SQS outage(s), "
             f"{self.database_connections_killed} database connection(s) killed",
             "  result: " + ("EXACT" if not self.mismatches else "MISMATCH: " + "; ".join(self.mismatches)),
         ]
         return "\n".join(lines)
+
+
+def _spread(count: int, first: float, last: float, fault) -> list[tuple[float, object]]:
+    """`count` occurrences of `fault`, evenly spread between two shares of the posting."""
+    return [(first + (last - first) * number / max(1, count - 1), fault) for number in range(count)]
 
 
 def _with_application_name(database_url: str) -> str:

@@ -67,6 +67,15 @@ def celery_worker(*, name: str, env: dict[str, str], log_dir: Path, concurrency:
     return process
 
 
+def outbox_relay(*, name: str = "relay", env: dict[str, str], log_dir: Path) -> ManagedProcess:
+    """Start `python manage.py relay` and wait until it relays."""
+    process = ManagedProcess(
+        name, [sys.executable, "manage.py", "relay"], env=env, log_path=log_dir / f"{name}.log", cwd=PROJECT_DIR
+    ).start()
+    process.wait_for_log("Outbox relay started", timeout=60)
+    return process
+
+
 def web_server(*, env: dict[str, str], log_dir: Path, port: int) -> ManagedProcess:
     """Start Django's server on 127.0.0.1:`port`."""
     process = ManagedProcess(

@@ -1,5 +1,6 @@
 """Fixtures that start real parts: SQS queues on the local server, Celery workers, products."""
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable
@@ -8,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from broker.client import sqs_client
-from broker.queues import queues_ensure
+from broker.client import sns_client, sqs_client
+from broker.queues import queues_ensure, topic_ensure
 from orders.models import Product
 from stack import components
 from stack import postgres as stack_postgres
@@ -45,6 +46,7 @@ def empty_queues(local_sqs):
     _, endpoint, _ = local_sqs
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
     queues_ensure()
+    topic_ensure()
     return {
         "main": settings.SQS_QUEUE_URLS[settings.SQS_QUEUE_NAME],
         "dead_letter": settings.SQS_QUEUE_URLS[settings.SQS_DEAD_LETTER_QUEUE_NAME],
@@ -90,6 +92,54 @@ def start_worker(worker_environment, local_sqs, empty_queues):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def start_relay(worker_environment, local_sqs, empty_queues):
+    """Starts real `manage.py relay` processes; stops those still running afterwards."""
+    _, _, log_dir = local_sqs
+    started: list[ManagedProcess] = []
+
+    def start(*, name: str = "relay", **environment: str) -> ManagedProcess:
+        relay = components.outbox_relay(name=name, env={**worker_environment, **environment}, log_dir=log_dir)
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def relay(start_relay) -> ManagedProcess:
+    """One outbox relay, running for the whole test."""
+    return start_relay()
+
+
+@pytest.fixture
+def order_events(sqs, empty_queues):
+    """What the relay publishes on the order-events topic, read from an SQS queue subscribed to it.
+
+    Returns a function that drains the queue and returns every event received
+    so far (duplicates included), as parsed JSON.
+    """
+    url = sqs.create_queue(QueueName="test-order-events-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns_client().subscribe(
+        TopicArn=settings.SNS_TOPIC_ARN, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    received = []
+
+    def read() -> list[dict]:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            received.extend(json.loads(message["Body"]) for message in messages)
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+        return received
+
+    return read
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
 """The HTTP API: valid orders are queued on the real local SQS; bad input gets a clear 4xx."""
 
 import json
-import urllib.error
 import urllib.request
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
+from broker.messages import task_message_from_body
+from idempotency.models import IdempotencyConflict
 from orders.schemas import MAX_QUANTITY
+from outbox.models import OutboxMessage
 from stack import components
 from stack.postgres import connections_refused
 from stack.processes import free_port
@@ -25,20 +28,58 @@ def valid_order(**changes):
     return {"order_id": "order-1", "item": "WIDGET", "quantity": 2, **changes}
 
 
-@pytest.mark.django_db
-def test_valid_order_is_accepted_and_queued_on_sqs(client, products, sqs, empty_queues):
+def test_valid_order_is_accepted_and_its_task_written_to_the_outbox(client, products):
     response = post_json(client, valid_order())
 
     assert response.status_code == 202
-    assert response.json() == {"order_id": "order-1", "status_url": "http://testserver/api/orders/order-1/"}
-    received = sqs.receive_message(QueueUrl=empty_queues["main"], WaitTimeSeconds=2, MaxNumberOfMessages=10)
-    assert len(received["Messages"]) == 1
+    assert response.json() == {
+        "order_id": "order-1",
+        "status": "queued",
+        "status_url": "http://testserver/api/orders/order-1/",
+    }
+    (message,) = OutboxMessage.objects.pending()
+    assert (message.channel, message.destination) == ("sqs", settings.SQS_QUEUE_NAME)
+    assert task_message_from_body(message.body).order_id == "order-1"
+    assert client.get("/api/orders/order-1/").json() == {**valid_order(), "status": "queued", "conflicts": []}
 
 
-@pytest.mark.django_db
-def test_same_order_posted_again_is_accepted_again(client, products, empty_queues):
+def test_same_order_posted_again_is_accepted_again_and_queued_once(client, products):
     assert post_json(client, valid_order()).status_code == 202
     assert post_json(client, valid_order()).status_code == 202
+    assert OutboxMessage.objects.count() == 1
+
+
+def test_same_order_id_with_another_payload_is_a_conflict(client, products):
+    post_json(client, valid_order(quantity=2))
+
+    response = post_json(client, valid_order(quantity=3))
+
+    assert response.status_code == 409
+    body = response.json()
+    assert "different item or quantity" in body["error"]
+    assert (body["status"], body["submitted"]["quantity"], body["received"]["quantity"]) == ("conflict", 2, 3)
+    assert OutboxMessage.objects.count() == 1
+    status = client.get("/api/orders/order-1/").json()
+    assert status["quantity"] == 2
+    assert [conflict["received"]["quantity"] for conflict in status["conflicts"]] == [3]
+    assert IdempotencyConflict.objects.get().source == "api"
+
+
+def test_cancelling_a_submitted_order_queues_a_cancel_task(client, products):
+    post_json(client, valid_order())
+
+    response = client.post("/api/orders/order-1/cancel/")
+
+    assert response.status_code == 202
+    tasks = [task_message_from_body(message.body).task for message in OutboxMessage.objects.pending()]
+    assert tasks == ["orders.process_order", "orders.cancel_order"]
+
+
+def test_cancelling_an_unknown_order_is_a_404(client, db):
+    response = client.post("/api/orders/never-seen/cancel/")
+
+    assert response.status_code == 404
+    assert "never-seen" in response.json()["error"]
 
 
 @pytest.mark.django_db
@@ -122,8 +163,9 @@ def test_unknown_order_is_a_json_404(client):
     assert "never-seen" in response.json()["error"]
 
 
-def test_unreachable_sqs_gives_503(products, local_sqs):
-    # A real web server whose SQS endpoint is a port where nothing listens.
+def test_orders_are_accepted_while_sqs_is_unreachable(products, local_sqs):
+    # A real web server whose SQS endpoint is a port where nothing listens:
+    # the order waits in the outbox, so the client still gets its 202.
     _, _, log_dir = local_sqs
     web_port, closed_port = free_port(), free_port()
     env = components.local_environment(
@@ -138,13 +180,13 @@ def test_unreachable_sqs_gives_503(products, local_sqs):
             data=json.dumps(valid_order()).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(request, timeout=60)  # noqa: S310 - a local http URL we built
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - a local http URL we built
+            status, body = response.status, json.loads(response.read())
     finally:
         web.stop()
 
-    assert error.value.code == 503
-    assert "unreachable" in json.loads(error.value.read())["error"]
+    assert (status, body["status"]) == (202, "queued")
+    assert OutboxMessage.objects.pending().count() == 1
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="makes PostgreSQL refuse connections")

@@ -51,7 +51,7 @@ def assert_stock_matches_processed_orders(products: dict[str, Product]) -> None:
         assert consumed == processed, f"{sku}: stock went down by {consumed}, processed orders total {processed}"
 
 
-def test_posted_orders_are_processed_and_the_api_agrees(client, products, start_worker, sqs, empty_queues):
+def test_posted_orders_are_processed_and_the_api_agrees(client, products, relay, start_worker, sqs, empty_queues):
     start_worker()
 
     for number in range(10):
@@ -71,7 +71,7 @@ def test_posted_orders_are_processed_and_the_api_agrees(client, products, start_
     wait_for_empty_queue(sqs, empty_queues["main"])
 
 
-def test_order_posted_many_times_is_applied_once(client, products, start_worker, sqs, empty_queues):
+def test_order_posted_many_times_is_applied_once(client, products, relay, start_worker, sqs, empty_queues):
     for _ in range(5):
         post_order(client, "retried-by-client", quantity=7)
     start_worker()
@@ -82,7 +82,7 @@ def test_order_posted_many_times_is_applied_once(client, products, start_worker,
     assert_stock_matches_processed_orders(products)
 
 
-def test_copies_of_a_message_in_sqs_apply_the_order_once(client, products, start_worker, sqs, empty_queues):
+def test_copies_of_a_message_in_sqs_apply_the_order_once(client, products, relay, start_worker, sqs, empty_queues):
     # Given the very message a POST put in SQS, sent again three times: what
     # SQS does when it redelivers (the same body, the same task id).
     post_order(client, "redelivered", quantity=4)
@@ -107,7 +107,7 @@ def test_copies_of_a_message_in_sqs_apply_the_order_once(client, products, start
 
 
 def test_worker_killed_mid_task_leaves_the_order_to_be_processed_once(
-    client, products, start_worker, sqs, empty_queues
+    client, products, relay, start_worker, sqs, empty_queues
 ):
     # Given a worker that holds the order's transaction open for a few seconds.
     # One pool process, so it has no second long poll open when it dies: the
@@ -133,7 +133,7 @@ def test_worker_killed_mid_task_leaves_the_order_to_be_processed_once(
 
 
 def test_poison_message_goes_to_the_dead_letter_queue_and_the_queue_keeps_flowing(
-    client, products, start_worker, sqs, empty_queues
+    client, products, relay, start_worker, sqs, empty_queues
 ):
     # Given a message that bypassed the API with a payload that can never be valid,
     # and a good order behind it.
@@ -161,7 +161,9 @@ def test_poison_message_goes_to_the_dead_letter_queue_and_the_queue_keeps_flowin
     assert not Order.objects.filter(order_id="poison").exists()
 
 
-def test_pickle_message_is_never_executed_and_is_dead_lettered(client, products, start_worker, sqs, empty_queues):
+def test_pickle_message_is_never_executed_and_is_dead_lettered(
+    client, products, relay, start_worker, sqs, empty_queues
+):
     # Given a well-formed task message serialized with pickle, ahead of a JSON one.
     with current_app.producer_or_acquire() as producer:
         current_app.amqp.send_task_message(

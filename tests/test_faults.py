@@ -42,7 +42,7 @@ def received_count(*workers) -> int:
 
 
 def test_two_workers_running_copies_of_one_message_at_once_apply_it_once(
-    client, products, start_worker, sqs, empty_queues
+    client, products, relay, start_worker, sqs, empty_queues
 ):
     # Given four copies of one order's message, and two workers that each hold
     # the order's transaction open for two seconds, so their runs overlap.
@@ -64,7 +64,9 @@ def test_two_workers_running_copies_of_one_message_at_once_apply_it_once(
     assert not TaskResult.objects.filter(status="FAILURE").exists()
 
 
-def test_task_longer_than_the_visibility_timeout_is_received_once(client, products, start_worker, sqs, empty_queues):
+def test_task_longer_than_the_visibility_timeout_is_received_once(
+    client, products, relay, start_worker, sqs, empty_queues
+):
     # Given a queue whose visibility timeout (5 s) is far shorter than the task (15 s),
     # and two idle workers that would take the message as soon as it reappears.
     sqs.set_queue_attributes(QueueUrl=empty_queues["main"], Attributes={"VisibilityTimeout": "5"})
@@ -80,7 +82,7 @@ def test_task_longer_than_the_visibility_timeout_is_received_once(client, produc
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 2
 
 
-def test_pool_process_killed_mid_task_returns_the_message(client, products, start_worker, sqs, empty_queues):
+def test_pool_process_killed_mid_task_returns_the_message(client, products, relay, start_worker, sqs, empty_queues):
     # A generous time limit, so that only the kill can end the task.
     worker = start_worker(
         concurrency=1, ORDERS_TEST_PROCESSING_DELAY="3", TASK_TIME_LIMIT="20", SQS_VISIBILITY_TIMEOUT="30"
@@ -101,7 +103,7 @@ def test_pool_process_killed_mid_task_returns_the_message(client, products, star
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 5
 
 
-def test_warm_shutdown_mid_task_finishes_the_task(client, products, start_worker, sqs, empty_queues):
+def test_warm_shutdown_mid_task_finishes_the_task(client, products, relay, start_worker, sqs, empty_queues):
     worker = start_worker(concurrency=1, ORDERS_TEST_PROCESSING_DELAY="3")
     post_order(client, "warm-stop", quantity=2)
     worker.wait_for_log("] received", timeout=30)
@@ -116,7 +118,9 @@ def test_warm_shutdown_mid_task_finishes_the_task(client, products, start_worker
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 2
 
 
-def test_sigterm_to_the_whole_process_group_mid_task_loses_nothing(client, products, start_worker, sqs, empty_queues):
+def test_sigterm_to_the_whole_process_group_mid_task_loses_nothing(
+    client, products, relay, start_worker, sqs, empty_queues
+):
     worker = start_worker(name="stopped", concurrency=1, ORDERS_TEST_PROCESSING_DELAY="3")
     post_order(client, "group-stop", quantity=2)
     worker.wait_for_log("] received", timeout=30)
@@ -134,21 +138,26 @@ def test_sigterm_to_the_whole_process_group_mid_task_loses_nothing(client, produ
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 2
 
 
-def test_workers_ride_out_an_sqs_outage(client, products, start_worker, sqs, empty_queues, local_sqs):
-    # Given two workers that reach SQS through a proxy we can take down.
+def test_orders_are_accepted_and_workers_ride_out_an_sqs_outage(
+    client, products, start_relay, start_worker, sqs, empty_queues, local_sqs
+):
+    # Given a relay and two workers that reach SQS through a proxy we can take down.
     _, endpoint, _ = local_sqs
     proxy = TcpProxy(target_port=int(endpoint.rsplit(":", 1)[1])).start()
     try:
+        start_relay(AWS_ENDPOINT_URL_SQS=proxy.url)
         workers = [start_worker(name=name, AWS_ENDPOINT_URL_SQS=proxy.url) for name in ("left", "right")]
         for number in range(10):
             post_order(client, f"before-{number}")
         wait_for_orders(10)
 
-        # When SQS is unreachable for 15 s while orders keep arriving.
+        # When SQS is unreachable for 15 s while orders keep arriving (and are accepted).
         proxy.block()
         for number in range(10):
             post_order(client, f"during-{number}")
             time.sleep(1.5)
+        # The orders posted meanwhile were accepted, and wait in the outbox.
+        assert client.get("/api/orders/during-9/").json()["status"] == "queued"
         proxy.unblock()
         for number in range(10):
             post_order(client, f"after-{number}")
@@ -165,7 +174,7 @@ def test_workers_ride_out_an_sqs_outage(client, products, start_worker, sqs, emp
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="kills PostgreSQL backends")
-def test_database_outage_mid_task_is_retried_and_applied_once(client, products, start_worker, sqs, empty_queues):
+def test_database_outage_mid_task_is_retried_and_applied_once(client, products, relay, start_worker, sqs, empty_queues):
     worker = start_worker(concurrency=1, ORDERS_TEST_PROCESSING_DELAY="2")
     post_order(client, "db-outage", quantity=4)
     worker.wait_for_log("] received", timeout=30)

@@ -26,7 +26,7 @@ def corrupt_compression(sqs, queue_url: str) -> None:
 
 
 def test_poison_and_malformed_messages_are_dead_lettered_while_good_ones_flow(
-    client, products, start_worker, sqs, empty_queues
+    client, products, relay, start_worker, sqs, empty_queues
 ):
     # Given, in the queue: a message that cannot be decompressed, a body that is
     # not a task message at all, a task nobody knows, wrong argument types, an

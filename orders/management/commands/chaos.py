@@ -10,8 +10,9 @@ from stack.postgres import database_url
 
 class Command(BaseCommand):
     help = (
-        "Post orders through a local stack of its own (SQS server, web, workers) on PostgreSQL while "
-        "workers are SIGKILLed, SQS goes away and database connections are killed; then reconcile. "
+        "Post orders through a local stack of its own (SQS/SNS server, web, relays, workers) on PostgreSQL while "
+        "workers and relays are SIGKILLed, SQS goes away and database connections are killed; then reconcile "
+        "orders, stock and events. "
         "Exits 1 on any mismatch."
     )
     # It starts and configures its own stack; the settings of this process only give the database.
@@ -22,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--orders", type=int, default=defaults.orders)
         parser.add_argument("--workers", type=int, default=defaults.workers)
         parser.add_argument("--worker-kills", type=int, default=defaults.worker_kills)
+        parser.add_argument("--relays", type=int, default=defaults.relays)
+        parser.add_argument("--relay-kills", type=int, default=defaults.relay_kills)
         parser.add_argument("--outage-seconds", type=float, default=defaults.outage_seconds)
         parser.add_argument("--duplicated-messages", type=int, default=defaults.duplicated_messages)
         parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout)
@@ -34,6 +37,8 @@ class Command(BaseCommand):
             orders=options["orders"],
             workers=options["workers"],
             worker_kills=options["worker_kills"],
+            relays=options["relays"],
+            relay_kills=options["relay_kills"],
             outage_seconds=options["outage_seconds"],
             duplicated_messages=options["duplicated_messages"],
             drain_timeout=options["drain_timeout"],
