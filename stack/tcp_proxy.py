@@ -3,12 +3,15 @@
 moto keeps every message in memory, so stopping the server would lose them.
 Clients that talk to SQS through this proxy instead see what an outage looks
 like from outside: while it is blocked, open connections are cut and new ones
-are refused.
+are refused. It also counts the SQS API calls that pass through it, by action,
+so that benchmarks report requests counted, not estimated.
 """
 
 import contextlib
+import re
 import socket
 import threading
+from collections import Counter
 
 from stack.processes import free_port
 
@@ -20,6 +23,7 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.sqs_requests = SqsRequestCounter()
 
     @property
     def url(self) -> str:
@@ -66,13 +70,17 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._connections.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True, name="proxy-pump").start()
+            for source, sink, counter in ((client, upstream, self.sqs_requests), (upstream, client, None)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, counter), daemon=True)
+                thread.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, counter: "SqsRequestCounter | None") -> None:
+        tail = b""
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                if counter is not None:
+                    tail = counter.feed(tail + data)
         except OSError:
             pass
         finally:
@@ -86,3 +94,27 @@ def _close(connection: socket.socket) -> None:
     with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
     connection.close()
+
+
+class SqsRequestCounter:
+    """Counts SQS API calls in client-to-server traffic, by action (the X-Amz-Target header)."""
+
+    PATTERN = re.compile(rb"(?i)\r\nx-amz-target:\s*AmazonSQS\.(\w+)\r\n")
+    # Bytes kept from the end of a chunk, so a header split between two reads is still seen once.
+    KEEP = 64
+
+    def __init__(self):
+        self.by_action: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def feed(self, data: bytes) -> bytes:
+        """Count the calls in `data`; return the tail to prepend to the next chunk."""
+        matches = list(self.PATTERN.finditer(data))
+        with self._lock:
+            self.by_action.update(match.group(1).decode() for match in matches)
+        consumed = matches[-1].end() - 2 if matches else 0
+        return data[max(consumed, len(data) - self.KEEP) :]
+
+    def snapshot(self) -> Counter:
+        with self._lock:
+            return Counter(self.by_action)
