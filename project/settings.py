@@ -139,6 +139,9 @@ SQS_VISIBILITY_TIMEOUT = env_int("SQS_VISIBILITY_TIMEOUT", 300, minimum=1)
 SQS_MAX_RECEIVE_COUNT = env_int("SQS_MAX_RECEIVE_COUNT", 5, minimum=1)
 # Dead letters are kept for SQS's maximum, 14 days, so an operator can redrive them.
 SQS_DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+# Acked messages are deleted in batches of ten, at the latest this many seconds
+# after the first ack (broker/transport.py); 0 deletes each one at once.
+SQS_ACK_FLUSH_SECONDS = env_float("SQS_ACK_FLUSH_SECONDS", 0.1)
 # Short timeouts and few retries for our own boto3 calls and for kombu's
 # synchronous ones (send, delete): a frozen endpoint otherwise holds a request
 # for botocore's default 60 s read timeout, times its retries.

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from stack.processes import child_pids
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -19,8 +21,5 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _descendants(pid: int) -> list[int]:
-    try:
-        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    children = child_pids(pid)
     return children + [grandchild for child in children for grandchild in _descendants(child)]

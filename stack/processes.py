@@ -109,6 +109,14 @@ class ManagedProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc); empty if it is gone."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -8,7 +8,6 @@ decremented by exactly the processed orders' quantities.
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -16,6 +15,7 @@ from django_celery_results.models import TaskResult
 
 from orders.models import Order, Product
 from stack.postgres import connections_refused, terminate_connections
+from stack.processes import child_pids
 from stack.tcp_proxy import TcpProxy
 from tests.conftest import queue_depth
 from tests.test_delivery import (
@@ -196,7 +196,3 @@ def test_database_outage_mid_task_is_retried_and_applied_once(client, products, 
     assert "Retry in" in worker.log_text()
     assert Order.objects.filter(order_id="db-outage").count() == 1
     assert Product.objects.get(sku="WIDGET").stock == 1_000 - 4
-
-
-def child_pids(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
