@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from idempotency.fingerprints import fingerprint
 from idempotency.models import IdempotencyConflict, IdempotencyKey
@@ -43,9 +43,7 @@ def run_once(*, scope: str, key: str, payload: Any, effect: Callable[[], Any], s
     """Run `effect` once for (scope, key); see the module's docstring for the contract."""
     payload_fingerprint = fingerprint(payload)
     with transaction.atomic():
-        record, created = IdempotencyKey.objects.get_or_create(
-            scope=scope, key=key, defaults={"fingerprint": payload_fingerprint, "payload": payload}
-        )
+        record, created = _create_or_find(scope=scope, key=key, fingerprint=payload_fingerprint, payload=payload)
         if created:
             record.result = effect()
             record.save(update_fields=["result"])
@@ -56,6 +54,16 @@ def run_once(*, scope: str, key: str, payload: Any, effect: Callable[[], Any], s
             )
             return Outcome(result=None, first=False, conflict=True, stored_payload=record.payload)
         return Outcome(result=record.result, first=False, stored_payload=record.payload)
+
+
+def _create_or_find(*, scope: str, key: str, fingerprint: str, payload: Any) -> tuple[IdempotencyKey, bool]:
+    """get_or_create, insert first: the first delivery, the common case, costs no SELECT."""
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(scope=scope, key=key, fingerprint=fingerprint, payload=payload), True
+    except IntegrityError:
+        # Another call created it (and committed: the unique index made us wait for it).
+        return IdempotencyKey.objects.for_key(scope, key).get(), False
 
 
 def record_conflict(*, scope: str, key: str, stored_payload: Any, received_payload: Any, source: str = "") -> None:

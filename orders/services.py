@@ -218,14 +218,18 @@ def _announce(order: Order, event_type: str) -> None:
 
 
 def _reserve_stock(*, sku: str, quantity: int) -> str:
-    """Take `quantity` units of `sku` inside the caller's transaction; return why not, or ""."""
-    product = Product.objects.select_for_update().for_sku(sku).first()
+    """Take `quantity` units of `sku` inside the caller's transaction; return why not, or "".
+
+    One conditional UPDATE both checks and takes the stock, under the row lock
+    it acquires, so concurrent orders cannot oversell. Only a refusal reads the
+    row again, to say why.
+    """
+    if Product.objects.for_sku(sku).filter(stock__gte=quantity).update(stock=F("stock") - quantity):
+        return ""
+    product = Product.objects.for_sku(sku).first()
     if product is None:
         return f"unknown item {sku!r}"
-    if product.stock < quantity:
-        return f"insufficient stock for {sku!r}: {quantity} requested, {product.stock} available"
-    Product.objects.filter(pk=product.pk).update(stock=F("stock") - quantity)
-    return ""
+    return f"insufficient stock for {sku!r}: {quantity} requested, {product.stock} available"
 
 
 def _pause_for_fault_tests() -> None:

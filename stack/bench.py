@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -180,15 +181,17 @@ class Bench:
         total = self.settings.messages
         before = self.proxy.sqs_requests.snapshot()
         start = time.monotonic()
+        received = 0
+        pacer = Pacer(lambda: received)
 
         def produce():
             for first in range(0, total, 10):
+                pacer.wait_for_room(first)
                 entries = [{"Id": str(i), "MessageBody": "x" * 200} for i in range(min(10, total - first))]
                 self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
         producer = threading.Thread(target=produce)
         producer.start()
-        received = 0
         deadline = start + self.settings.timeout
         while received < total and time.monotonic() < deadline:
             messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
@@ -201,6 +204,7 @@ class Bench:
                 )
                 received += len(messages)
         producer.join()
+        pacer.stop()
         elapsed = time.monotonic() - start
         self._record(
             Phase("raw boto3 (send 10, receive 10, delete 10)", received, elapsed, complete=received == total), before
@@ -212,11 +216,17 @@ class Bench:
         sent_at: dict[str, float] = {}
         before, cpu_before = self.proxy.sqs_requests.snapshot(), cpu_seconds(worker.pid)
         start = time.time()
+        start_at = datetime.fromtimestamp(start, tz=UTC)
+        pacer = Pacer(
+            lambda: TaskResult.objects.filter(task_name=task_name, status="SUCCESS", date_done__gte=start_at).count()
+        )
         with current_app.producer_or_acquire() as producer:
             for number in range(total):
+                pacer.wait_for_room(number)
                 task_id = str(uuid.uuid4())
                 sent_at[task_id] = time.time()
                 current_app.send_task(task_name, kwargs=kwargs_for(number), task_id=task_id, producer=producer)
+        pacer.stop()
         done = self._wait_for_results(set(sent_at))
         elapsed = (max(done.values()) if done else time.time()) - start
         phase = Phase(name, len(done), elapsed, complete=len(done) == total)
@@ -230,10 +240,13 @@ class Bench:
         total = self.settings.messages
         run = uuid.uuid4().hex[:8]
         posted_at: dict[str, float] = {}
+        orders = Order.objects.filter(order_id__startswith=f"bench-{run}-pipe-")
         before, cpu_before = self.proxy.sqs_requests.snapshot(), cpu_seconds(worker.pid)
         start = time.time()
+        pacer = Pacer(orders.count)
 
         def post(number: int) -> None:
+            pacer.wait_for_room(number)
             order_id = f"bench-{run}-pipe-{number}"
             body = json.dumps({"order_id": order_id, "item": PRODUCT, "quantity": 1}).encode()
             request = urllib.request.Request(
@@ -245,8 +258,8 @@ class Bench:
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(post, range(total)))
+        pacer.stop()
         deadline = time.monotonic() + self.settings.timeout
-        orders = Order.objects.filter(order_id__startswith=f"bench-{run}-pipe-")
         while orders.count() < total and time.monotonic() < deadline:
             time.sleep(0.2)
         done = {
@@ -322,6 +335,40 @@ class Bench:
             **self.extra,
             "complete": all(phase.complete for phase in self.phases),
         }
+
+
+class Pacer:
+    """Keeps at most WINDOW messages in flight: producers wait while consumers are behind.
+
+    moto slows down as a queue gets deeper (it walks every message on each
+    send), so an unpaced producer measures moto's worst case, not the steady
+    state in which producers and consumers run together.
+    """
+
+    WINDOW = 20
+
+    def __init__(self, count_done):
+        self.done = 0
+        self._count_done = count_done
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="pacer")
+        self._thread.start()
+
+    def wait_for_room(self, sent: int) -> None:
+        while sent - self.done >= self.WINDOW and not self._stop.is_set():
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.done = self._count_done()
+                time.sleep(0.05)
+        finally:
+            connection.close()  # this thread's own database connection
 
 
 def format_report(report: dict) -> str:

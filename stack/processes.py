@@ -109,6 +109,15 @@ class ManagedProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, so that `finally` blocks stop what this process started."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def child_pids(pid: int) -> list[int]:
     """The direct children of a process (Linux /proc); empty if it is gone."""
     try:

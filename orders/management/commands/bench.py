@@ -7,6 +7,7 @@ from django.db import connection
 
 from stack.bench import Bench, BenchSettings, format_report
 from stack.postgres import database_url
+from stack.processes import stop_on_sigterm
 
 
 class Command(BaseCommand):
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", help="where to write the JSON report (default var/bench/<time>.json)")
 
     def handle(self, *args, messages, idle_seconds, large_table, timeout, json: str | None, **options):
+        stop_on_sigterm()
         if large_table and connection.vendor != "postgresql":
             raise CommandError("--large-table needs PostgreSQL: set DATABASE_URL=postgres://...")
         bench = Bench(

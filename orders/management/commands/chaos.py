@@ -6,6 +6,7 @@ from django.db import connection
 
 from stack.chaos import ChaosRun, ChaosSettings
 from stack.postgres import database_url
+from stack.processes import stop_on_sigterm
 
 
 class Command(BaseCommand):
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="Repeat a run's random choices.")
 
     def handle(self, *args, seed, **options):
+        stop_on_sigterm()
         if connection.vendor != "postgresql":
             raise CommandError("The chaos run needs PostgreSQL: set DATABASE_URL=postgres://...")
         chaos_settings = ChaosSettings(
