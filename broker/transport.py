@@ -40,8 +40,8 @@ class Channel(SqsChannel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._receive_backoff: dict[str, float] = {}
-        # Queue URL -> (queue name, receipt handles) acked but not deleted yet.
-        self._acked: dict[str, tuple[str | None, list[str]]] = {}
+        # Queue URL -> receipt handles acked but not deleted yet.
+        self._acked: dict[str, list[str]] = {}
         self._flush_timer = None
 
     # --- 1. failed receives ---------------------------------------------
@@ -73,12 +73,11 @@ class Channel(SqsChannel):
             return super().basic_ack(delivery_tag, multiple)
         if not flush_after:
             return super().basic_ack(delivery_tag, multiple)
-        queue = self.canonical_queue_name(delivery_info["routing_key"]) if "routing_key" in delivery_info else None
-        self._acked.setdefault(queue_url, (queue, []))[1].append(receipt_handle)
+        self._acked.setdefault(queue_url, []).append(receipt_handle)
         # Only the bookkeeping of kombu's SQS basic_ack, not its DeleteMessage:
         # the prefetch slot is free at once, the delete follows in a batch.
         virtual.Channel.basic_ack(self, delivery_tag)
-        if len(self._acked[queue_url][1]) >= DELETE_BATCH_SIZE:
+        if len(self._acked[queue_url]) >= DELETE_BATCH_SIZE:
             self._flush_acks()
         elif self._flush_timer is None:
             self._flush_timer = self.hub.call_later(flush_after, self._flush_acks)
@@ -93,12 +92,15 @@ class Channel(SqsChannel):
             self._flush_timer.cancel()
             self._flush_timer = None
         acked, self._acked = self._acked, {}
-        for queue_url, (queue, receipt_handles) in acked.items():
+        for queue_url, receipt_handles in acked.items():
             for start in range(0, len(receipt_handles), DELETE_BATCH_SIZE):
-                self._delete_batch(queue, queue_url, receipt_handles[start : start + DELETE_BATCH_SIZE])
+                self._delete_batch(queue_url, receipt_handles[start : start + DELETE_BATCH_SIZE])
 
-    def _delete_batch(self, queue: str | None, queue_url: str, receipt_handles: list[str]) -> None:
+    def _delete_batch(self, queue_url: str, receipt_handles: list[str]) -> None:
         entries = [{"Id": str(index), "ReceiptHandle": handle} for index, handle in enumerate(receipt_handles)]
+        # The client of the predefined queue with this URL: the message came from it,
+        # whatever routing key its sender wrote into it.
+        queue = next((name for name, queue in self.predefined_queues.items() if queue["url"] == queue_url), None)
         try:
             response = self.sqs(queue=queue).delete_message_batch(QueueUrl=queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:

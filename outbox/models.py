@@ -7,6 +7,10 @@ class OutboxMessageQuerySet(models.QuerySet):
         """Not yet published, oldest first."""
         return self.filter(sent_at__isnull=True).order_by("id")
 
+    def for_destinations(self, destinations) -> "OutboxMessageQuerySet":
+        """Rows for these queue names and topic ARNs."""
+        return self.filter(destination__in=destinations)
+
     def sent_before(self, moment) -> "OutboxMessageQuerySet":
         """Published before `moment`: safe to delete once past the retention period."""
         return self.filter(sent_at__lt=moment)

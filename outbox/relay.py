@@ -74,7 +74,11 @@ class Publisher:
 def relay_batch(publisher: Publisher, *, limit: int) -> RelayResult:
     """Publish up to `limit` pending rows and mark them sent, holding their row locks meanwhile."""
     with transaction.atomic():
-        rows = list(OutboxMessage.objects.pending().select_for_update(skip_locked=True)[:limit])
+        rows = list(
+            OutboxMessage.objects.pending()
+            .for_destinations(known_destinations())
+            .select_for_update(skip_locked=True)[:limit]
+        )
         if not rows:
             return RelayResult(published=0, failed=0)
         published, errors = publisher.publish(rows)
@@ -87,6 +91,11 @@ def relay_batch(publisher: Publisher, *, limit: int) -> RelayResult:
             "Outbox: %d published, %d not (first error: %s)", len(published), len(errors), next(iter(errors.values()))
         )
     return RelayResult(published=len(published), failed=len(errors))
+
+
+def known_destinations() -> list[str]:
+    """This environment's queues and topic: a relay leaves rows for others (another SQS_QUEUE_PREFIX) alone."""
+    return [*settings.SQS_QUEUE_URLS, settings.SNS_TOPIC_ARN]
 
 
 def outbox_cleanup() -> int:

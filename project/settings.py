@@ -199,9 +199,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # With the defaults a failure is acked and deleted: it can never reach the DLQ.
 CELERY_TASK_ACKS_ON_FAILURE = False
 CELERY_TASK_ACKS_ON_TIMEOUT = False
-# Reserve one message per pool process: a reserved message's visibility
-# timeout runs while it waits, and a crash would delay every reserved one.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Reserve one message per pool process by default: a crash delays every
+# reserved message by a visibility timeout. The heartbeat keeps reserved
+# messages invisible while they wait, so a higher value is safe, and lets one
+# ReceiveMessage fetch several messages (see BENCHMARKS.md).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
 # JSON only: never unpickle what comes off a queue.
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"

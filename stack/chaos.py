@@ -104,6 +104,8 @@ class ChaosRun:
         self.relays: list[ManagedProcess] = []
         self.proxy: TcpProxy | None = None
         self.posting_done = threading.Event()
+        # Set when the run stops early (Ctrl-C, SIGTERM): no more faults, no more restarts.
+        self.aborted = threading.Event()
 
     # --- the run ------------------------------------------------------------
     def run(self) -> "Reconciliation":
@@ -125,6 +127,9 @@ class ChaosRun:
             copier.join()
             self._wait_for_drain()
             return self._reconcile(orders, stock_before)
+        except BaseException:
+            self.aborted.set()
+            raise
         finally:
             self.posting_done.set()
             self._stop_stack()
@@ -245,7 +250,7 @@ class ChaosRun:
         messages' maxReceiveCount and push them to the dead-letter queue.
         """
         while self.tally.messages_copied < self.settings.duplicated_messages and not self.posting_done.is_set():
-            sent = OutboxMessage.objects.filter(channel=OutboxMessage.Channel.SQS, sent_at__isnull=False)
+            sent = OutboxMessage.objects.filter(destination=f"{QUEUE_PREFIX}orders", sent_at__isnull=False)
             bodies = list(sent.order_by("?").values_list("body", flat=True)[:5])
             for body in bodies:
                 self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
@@ -264,6 +269,8 @@ class ChaosRun:
         for share, fault in schedule:
             while not self.posting_done.is_set() and self._posted_share() < share:
                 time.sleep(0.2)
+            if self.aborted.is_set():
+                return
             try:
                 fault()
             except Exception as exc:  # noqa: BLE001 - reported as a mismatch: the run did not do what it says

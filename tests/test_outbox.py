@@ -180,3 +180,14 @@ def test_order_cancelled_before_it_is_processed_is_never_applied(
     # moto hands out a standard queue's messages in order, so the cancel ran first.
     assert order.reason == "cancelled before it was processed"
     assert Product.objects.get(sku="WIDGET").stock == 1_000
+
+
+def test_relay_leaves_rows_of_other_environments_alone(products):
+    # Another SQS_QUEUE_PREFIX sharing this database: not our queue, not our topic.
+    foreign = OutboxMessage.objects.create(channel="sqs", destination="staging-orders", body="{}")
+
+    result = relay_batch(Publisher(), limit=100)
+
+    assert (result.published, result.failed) == (0, 0)
+    foreign.refresh_from_db()
+    assert foreign.sent_at is None and foreign.attempts == 0
