@@ -39,6 +39,8 @@ from stack.postgres import connections_refused, terminate_connections
 from stack.processes import ManagedProcess, free_port
 from stack.tcp_proxy import TcpProxy
 
+# Each run gets queues and a topic of its own (chaos-<run>-orders, ...): its
+# relays then publish only its own outbox rows, never those an aborted run left.
 QUEUE_PREFIX = "chaos-"
 # Tagged connections are the ones the run kills, and no others.
 APPLICATION_NAME = "orders-chaos"
@@ -46,7 +48,6 @@ APPLICATION_NAME = "orders-chaos"
 PRODUCTS = {"CHAOS-A": 600, "CHAOS-B": 500, "CHAOS-C": 60}
 # Short enough that messages of killed workers come back quickly.
 STACK_ENVIRONMENT = {
-    "SQS_QUEUE_PREFIX": QUEUE_PREFIX,
     "SQS_VISIBILITY_TIMEOUT": "20",
     "TASK_TIME_LIMIT": "10",
     "SQS_MAX_RECEIVE_COUNT": "5",
@@ -96,6 +97,7 @@ class ChaosRun:
         self.random = random.Random(settings.seed)  # noqa: S311 - repeatable chaos, not cryptography
         self.run_id = f"{int(time.time())}{self.random.randrange(1000):03d}"
         self.log_dir = log_dir / self.run_id
+        self.prefix = f"{QUEUE_PREFIX}{self.run_id}-"
         self.database_url = database_url
         self.write = write
         self.tally = Tally()
@@ -140,6 +142,7 @@ class ChaosRun:
         self.proxy = TcpProxy(target_port=int(self.sqs_endpoint.rsplit(":", 1)[1])).start()
         self.env = components.local_environment(
             **STACK_ENVIRONMENT,
+            SQS_QUEUE_PREFIX=self.prefix,
             AWS_ENDPOINT_URL_SQS=self.proxy.url,
             DATABASE_URL=_with_application_name(self.database_url),
             DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
@@ -154,7 +157,7 @@ class ChaosRun:
             )
             for service in ("sqs", "sns")
         )
-        self.queue_url = f"{self.sqs_endpoint}/{LOCAL_ACCOUNT_ID}/{QUEUE_PREFIX}orders"
+        self.queue_url = f"{self.sqs_endpoint}/{LOCAL_ACCOUNT_ID}/{self.prefix}orders"
         self.dead_letter_url = f"{self.queue_url}-dlq"
         components.manage("setup_queues", env=self.env)
         components.manage("migrate", "--no-input", env=self.env)
@@ -178,9 +181,9 @@ class ChaosRun:
 
     def _subscribe_to_events(self) -> str:
         """An SQS queue subscribed to the order-events topic: what a downstream consumer receives."""
-        url = self.sqs.create_queue(QueueName=f"{QUEUE_PREFIX}order-events-audit")["QueueUrl"]
+        url = self.sqs.create_queue(QueueName=f"{self.prefix}order-events-audit")["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        topic_arn = f"arn:aws:sns:{self.env['AWS_DEFAULT_REGION']}:{LOCAL_ACCOUNT_ID}:{QUEUE_PREFIX}order-events"
+        topic_arn = f"arn:aws:sns:{self.env['AWS_DEFAULT_REGION']}:{LOCAL_ACCOUNT_ID}:{self.prefix}order-events"
         self.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
         return url
 
@@ -191,6 +194,8 @@ class ChaosRun:
             process.stop()
 
     def _restock(self) -> dict[str, int]:
+        # Rows an aborted run left unsent would never be published (their queues are gone): drop them.
+        OutboxMessage.objects.pending().filter(destination__contains=QUEUE_PREFIX).delete()
         for sku, stock in PRODUCTS.items():
             product_restock(sku=sku, name=f"Chaos {sku[-1]}", stock=stock)
         return dict(PRODUCTS)
@@ -250,7 +255,7 @@ class ChaosRun:
         messages' maxReceiveCount and push them to the dead-letter queue.
         """
         while self.tally.messages_copied < self.settings.duplicated_messages and not self.posting_done.is_set():
-            sent = OutboxMessage.objects.filter(destination=f"{QUEUE_PREFIX}orders", sent_at__isnull=False)
+            sent = OutboxMessage.objects.filter(destination=f"{self.prefix}orders", sent_at__isnull=False)
             bodies = list(sent.order_by("?").values_list("body", flat=True)[:5])
             for body in bodies:
                 self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
