@@ -7,19 +7,19 @@ from orders.schemas import parse_order_request
 from orders.services import CANCEL_ORDER_TASK, PROCESS_ORDER_TASK, order_cancel, order_process
 
 # Errors that say nothing about the message: a dropped connection, a lock
-# timeout, a database restarting. The transaction rolled back, so a retry is safe.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
+# timeout, a database restarting. The transaction rolled back, so a retry is
+# safe: with exponential backoff from 1 s to at most 30 s, jitter, 5 times.
+# Anything else (an invalid payload, a bug) fails at once and is not retried.
+RETRY_ON_TRANSIENT_DATABASE_ERRORS = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "max_retries": 5,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+}
 
 
-@shared_task(
-    bind=True,
-    name=PROCESS_ORDER_TASK,
-    autoretry_for=TRANSIENT_DATABASE_ERRORS,
-    max_retries=5,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-)
+@shared_task(bind=True, name=PROCESS_ORDER_TASK, **RETRY_ON_TRANSIENT_DATABASE_ERRORS)
 def process_order(self, **payload) -> dict:
     """Process one order message; idempotent, so redeliveries are no-ops.
 
@@ -33,15 +33,7 @@ def process_order(self, **payload) -> dict:
     return order_process(request=request, task_id=self.request.id).as_dict()
 
 
-@shared_task(
-    bind=True,
-    name=CANCEL_ORDER_TASK,
-    autoretry_for=TRANSIENT_DATABASE_ERRORS,
-    max_retries=5,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-)
+@shared_task(bind=True, name=CANCEL_ORDER_TASK, **RETRY_ON_TRANSIENT_DATABASE_ERRORS)
 def cancel_order(self, *, order_id: str) -> dict:
     """Cancel one order; idempotent, so redeliveries are no-ops.
 

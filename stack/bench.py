@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 from celery import current_app
 from django.db import connection
 from django_celery_results.models import TaskResult
@@ -40,14 +39,7 @@ from stack.tcp_proxy import TcpProxy
 
 QUEUE_PREFIX = "bench-"
 PRODUCT = "BENCH-ITEM"
-STACK_ENVIRONMENT = {
-    "SQS_QUEUE_PREFIX": QUEUE_PREFIX,
-    "DJANGO_DEBUG": "false",
-    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-    "ORDERS_TEST_PROCESSING_DELAY": "0",
-}
-# Workers keep their database connections, as they would in production.
-WORKER_ENVIRONMENT = {"DATABASE_CONN_MAX_AGE": "60"}
+STACK_ENVIRONMENT = {**components.HARNESS_ENVIRONMENT, "SQS_QUEUE_PREFIX": QUEUE_PREFIX}
 
 
 @dataclass
@@ -143,13 +135,7 @@ class Bench:
             DATABASE_URL=self.database_url,
             DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
         )
-        self.sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.proxy.url,
-            region_name=self.env["AWS_DEFAULT_REGION"],
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-        )
+        self.sqs = components.boto3_client("sqs", endpoint_url=self.proxy.url, env=self.env)
         self.queue_url = f"{self.proxy.url}/{LOCAL_ACCOUNT_ID}/{QUEUE_PREFIX}orders"
         components.manage("setup_queues", env=self.env)
         components.manage("migrate", "--no-input", env=self.env)
@@ -169,7 +155,7 @@ class Bench:
 
     def _start_worker(self) -> ManagedProcess:
         worker = components.celery_worker(
-            name="bench-worker", env={**self.env, **WORKER_ENVIRONMENT}, log_dir=self.log_dir
+            name="bench-worker", env={**self.env, **components.WORKER_ENVIRONMENT}, log_dir=self.log_dir
         )
         self.processes.append(worker)
         return worker

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-import boto3
 from django.db import connection
 from django.db.models import Count, Sum
 
@@ -48,17 +47,11 @@ APPLICATION_NAME = "orders-chaos"
 PRODUCTS = {"CHAOS-A": 600, "CHAOS-B": 500, "CHAOS-C": 60}
 # Short enough that messages of killed workers come back quickly.
 STACK_ENVIRONMENT = {
+    **components.HARNESS_ENVIRONMENT,
     "SQS_VISIBILITY_TIMEOUT": "20",
     "TASK_TIME_LIMIT": "10",
     "SQS_MAX_RECEIVE_COUNT": "5",
-    "ORDERS_TEST_PROCESSING_DELAY": "0",
-    "DJANGO_DEBUG": "false",
-    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
 }
-# Workers keep their database connections, as in production, so there are
-# some to kill. (Not the web server: runserver opens a thread per request, and
-# each thread would keep a connection until PostgreSQL runs out of them.)
-WORKER_ENVIRONMENT = {"DATABASE_CONN_MAX_AGE": "60"}
 
 
 @dataclass
@@ -148,14 +141,7 @@ class ChaosRun:
             DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
         )
         self.sqs, self.sns = (
-            boto3.client(
-                service,
-                endpoint_url=self.sqs_endpoint,
-                region_name=self.env["AWS_DEFAULT_REGION"],
-                aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            )
-            for service in ("sqs", "sns")
+            components.boto3_client(service, endpoint_url=self.sqs_endpoint, env=self.env) for service in ("sqs", "sns")
         )
         self.queue_url = f"{self.sqs_endpoint}/{LOCAL_ACCOUNT_ID}/{self.prefix}orders"
         self.dead_letter_url = f"{self.queue_url}-dlq"
@@ -170,7 +156,9 @@ class ChaosRun:
         self.processes.append(components.web_server(env=self.env, log_dir=self.log_dir, port=self.web_port))
 
     def _start_worker(self, name: str) -> ManagedProcess:
-        worker = components.celery_worker(name=name, env={**self.env, **WORKER_ENVIRONMENT}, log_dir=self.log_dir)
+        worker = components.celery_worker(
+            name=name, env={**self.env, **components.WORKER_ENVIRONMENT}, log_dir=self.log_dir
+        )
         self.processes.append(worker)
         return worker
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
+
 from stack.processes import ManagedProcess, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -15,6 +17,30 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+# What the harnesses (chaos, bench) run their own stacks with: production-like
+# settings, on 127.0.0.1.
+HARNESS_ENVIRONMENT = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "ORDERS_TEST_PROCESSING_DELAY": "0",
+}
+# Workers keep their database connections, as in production. (Not the web
+# server: runserver opens a thread per request, and each thread would keep a
+# connection until PostgreSQL runs out of them.)
+WORKER_ENVIRONMENT = {"DATABASE_CONN_MAX_AGE": "60"}
+
+
+def boto3_client(service: str, *, endpoint_url: str, env: dict[str, str]):
+    """A boto3 client for a local endpoint, with the credentials of `env`."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def local_environment(**overrides: str) -> dict[str, str]:
