@@ -93,10 +93,11 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
 
 def held_messages() -> dict[str, list[str]]:
     """Receipt handles of the SQS messages this worker holds, by queue URL."""
-    held: dict[str, list[str]] = {}
-    for request in list(state.reserved_requests):
+    held: dict[str, set[str]] = {}
+    # Reserved: waiting for or running in a pool process. Scheduled: held until an ETA or countdown.
+    for request in [*state.reserved_requests, *state.scheduled_requests]:
         delivery_info = request.message.delivery_info
         sqs_message = delivery_info.get("sqs_message")
         if sqs_message:
-            held.setdefault(delivery_info["sqs_queue"], []).append(sqs_message["ReceiptHandle"])
-    return held
+            held.setdefault(delivery_info["sqs_queue"], set()).add(sqs_message["ReceiptHandle"])
+    return {queue_url: sorted(handles) for queue_url, handles in held.items()}

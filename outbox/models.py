@@ -7,6 +7,10 @@ class OutboxMessageQuerySet(models.QuerySet):
         """Not yet published, oldest first."""
         return self.filter(sent_at__isnull=True).order_by("id")
 
+    def due(self, now) -> "OutboxMessageQuerySet":
+        """Pending rows not waiting out the backoff of a failed attempt."""
+        return self.pending().filter(models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now))
+
     def for_destinations(self, destinations) -> "OutboxMessageQuerySet":
         """Rows for these queue names and topic ARNs."""
         return self.filter(destination__in=destinations)
@@ -38,6 +42,9 @@ class OutboxMessage(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a failed attempt: not retried before this time."
+    )
     last_error = models.TextField(blank=True)
 
     objects = OutboxMessageQuerySet.as_manager()

@@ -4,7 +4,10 @@ Rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED, so several relays can
 run at once on PostgreSQL without publishing a row twice in the normal case.
 A relay killed after publishing and before its commit leaves the rows
 unmarked: they are published again, and the idempotent consumers absorb the
-copies. (On SQLite, whose transactions are serialised, relays take turns.)
+copies. Each destination is claimed on its own and a failed row backs off on
+its own, so a failing topic cannot hold up the order queue. (SQLite has no
+row locks: there the relay publishes outside a transaction, so as not to hold
+the database, and two relays may publish a row twice.)
 """
 
 import logging
@@ -16,7 +19,7 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,6 +31,8 @@ logger = logging.getLogger(__name__)
 # SQS SendMessageBatch and SNS PublishBatch take at most ten entries.
 BATCH_SIZE = 10
 MAX_BACKOFF_SECONDS = 30
+# A row that failed is retried after 1, 2, 4 ... seconds, at most this long.
+ROW_BACKOFF_MAX_SECONDS = 300
 CLEANUP_EVERY_SECONDS = 60
 
 
@@ -72,25 +77,52 @@ class Publisher:
 
 
 def relay_batch(publisher: Publisher, *, limit: int) -> RelayResult:
-    """Publish up to `limit` pending rows and mark them sent, holding their row locks meanwhile."""
-    with transaction.atomic():
-        rows = list(
-            OutboxMessage.objects.pending()
-            .for_destinations(known_destinations())
-            .select_for_update(skip_locked=True)[:limit]
+    """Publish up to `limit` due rows per destination and mark them sent.
+
+    Each destination (the order queue, the events topic) is claimed on its
+    own, so one that keeps failing cannot starve the others; a row that failed
+    waits out a backoff of its own (ROW_BACKOFF) before it is tried again.
+    """
+    results = [_relay_destination(publisher, destination, limit=limit) for destination in known_destinations()]
+    return RelayResult(
+        published=sum(result.published for result in results), failed=sum(result.failed for result in results)
+    )
+
+
+def _relay_destination(publisher: Publisher, destination: str, *, limit: int) -> RelayResult:
+    due = OutboxMessage.objects.due(timezone.now()).for_destinations([destination])
+    if connection.features.has_select_for_update_skip_locked:
+        # PostgreSQL: the row locks keep other relays off these rows while we publish.
+        with transaction.atomic():
+            rows = list(due.select_for_update(skip_locked=True)[:limit])
+            return _publish_and_mark(publisher, rows)
+    # SQLite has no row locks: a transaction would hold the whole database while
+    # we publish. Publish first, mark after; two relays there may publish a row
+    # twice, which the consumers absorb.
+    return _publish_and_mark(publisher, list(due[:limit]))
+
+
+def _publish_and_mark(publisher: Publisher, rows: list[OutboxMessage]) -> RelayResult:
+    if not rows:
+        return RelayResult(published=0, failed=0)
+    published, errors = publisher.publish(rows)
+    _pause_for_fault_tests()
+    now = timezone.now()
+    OutboxMessage.objects.filter(pk__in=published).update(sent_at=now, attempts=F("attempts") + 1)
+    attempts = {row.pk: row.attempts + 1 for row in rows}
+    for pk, error in errors.items():
+        OutboxMessage.objects.filter(pk=pk).update(
+            attempts=F("attempts") + 1, last_error=error[:2000], next_attempt_at=now + _row_backoff(attempts[pk])
         )
-        if not rows:
-            return RelayResult(published=0, failed=0)
-        published, errors = publisher.publish(rows)
-        _pause_for_fault_tests()
-        OutboxMessage.objects.filter(pk__in=published).update(sent_at=timezone.now(), attempts=F("attempts") + 1)
-        for pk, error in errors.items():
-            OutboxMessage.objects.filter(pk=pk).update(attempts=F("attempts") + 1, last_error=error[:2000])
     if errors:
-        logger.warning(
-            "Outbox: %d published, %d not (first error: %s)", len(published), len(errors), next(iter(errors.values()))
-        )
+        first_error = next(iter(errors.values()))
+        logger.warning("Outbox: %d published, %d not (first error: %s)", len(published), len(errors), first_error)
     return RelayResult(published=len(published), failed=len(errors))
+
+
+def _row_backoff(attempts: int) -> timedelta:
+    """1 s after the first failure, doubling, at most ROW_BACKOFF_MAX_SECONDS."""
+    return timedelta(seconds=min(2 ** (attempts - 1), ROW_BACKOFF_MAX_SECONDS))
 
 
 def known_destinations() -> list[str]:
@@ -111,11 +143,11 @@ def relay_forever(stop: threading.Event) -> None:
     backoff = 0.0
     next_cleanup = 0.0
     while not stop.is_set():
-        if time.monotonic() >= next_cleanup:
-            if deleted := outbox_cleanup():
-                logger.info("Outbox: deleted %d sent row(s) past retention", deleted)
-            next_cleanup = time.monotonic() + CLEANUP_EVERY_SECONDS
         try:
+            if time.monotonic() >= next_cleanup:
+                if deleted := outbox_cleanup():
+                    logger.info("Outbox: deleted %d sent row(s) past retention", deleted)
+                next_cleanup = time.monotonic() + CLEANUP_EVERY_SECONDS
             result = relay_batch(publisher, limit=settings.OUTBOX_RELAY_BATCH_SIZE)
         except (OperationalError, InterfaceError) as exc:
             # The database went away; nothing was marked, so nothing is lost.

@@ -5,9 +5,12 @@ from datetime import timedelta
 
 import pytest
 from celery import current_app
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from broker.client import sns_client
 from idempotency.models import IdempotencyConflict
 from orders.models import Order, Product
 from orders.services import CANCEL_ORDER_TASK, PROCESS_ORDER_TASK
@@ -36,6 +39,30 @@ def test_relay_publishes_in_batches_of_ten_and_marks_rows_sent(client, products,
     assert queue_depth(sqs, empty_queues["main"]) == 25
 
 
+def test_a_failing_destination_backs_off_without_holding_up_the_others(client, products, sqs, empty_queues):
+    # Given events that cannot be published (the topic is gone) and order tasks that can.
+    for number in range(3):
+        post_order(client, f"mixed-{number}")
+    for _ in range(3):
+        OutboxMessage.objects.create(channel="sns", destination=settings.SNS_TOPIC_ARN, body="{}")
+    sns_client().delete_topic(TopicArn=settings.SNS_TOPIC_ARN)
+    publisher = Publisher()
+    calls = []
+    publisher.sns.meta.events.register("before-call.sns.*", lambda event_name, **_: calls.append(event_name))
+
+    first = relay_batch(publisher, limit=100)
+    second = relay_batch(publisher, limit=100)
+
+    # Then the tasks went out, the events failed once and now wait out their backoff.
+    assert (first.published, first.failed) == (3, 3)
+    assert (second.published, second.failed) == (0, 0)
+    assert calls == ["before-call.sns.PublishBatch"]
+    assert queue_depth(sqs, empty_queues["main"]) == 3
+    waiting = OutboxMessage.objects.pending()
+    assert waiting.count() == 3
+    assert all(row.attempts == 1 and row.next_attempt_at and row.last_error for row in waiting)
+
+
 def test_sent_rows_are_deleted_after_the_retention_period(products, settings):
     old, recent = timezone.now() - timedelta(days=8), timezone.now() - timedelta(days=1)
     for sent_at in (old, recent, None):
@@ -47,6 +74,7 @@ def test_sent_rows_are_deleted_after_the_retention_period(products, settings):
 
 
 @pytest.mark.worker
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED row claims need PostgreSQL")
 def test_two_relays_publish_each_row_once(client, products, start_relay, sqs, empty_queues):
     for number in range(60):
         post_order(client, f"two-relays-{number}")
