@@ -74,40 +74,43 @@ def worker_environment(transactional_db, local_sqs) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_worker(worker_environment, local_sqs, empty_queues):
+def started_processes():
+    """Processes a test started (workers, relays); those still running are stopped afterwards."""
+    started: list[ManagedProcess] = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture
+def start_worker(worker_environment, local_sqs, empty_queues, started_processes):
     """Starts real `celery -A project worker` processes; stops those still running afterwards.
 
     Call it as start_worker(name="a", ORDERS_TEST_PROCESSING_DELAY="3") to set
     environment variables for that worker alone.
     """
     _, _, log_dir = local_sqs
-    started: list[ManagedProcess] = []
 
     def start(*, name: str = "worker", concurrency: int = 2, **environment: str) -> ManagedProcess:
         env = {**worker_environment, **environment}
         worker = components.celery_worker(name=name, env=env, log_dir=log_dir, concurrency=concurrency)
-        started.append(worker)
+        started_processes.append(worker)
         return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+    return start
 
 
 @pytest.fixture
-def start_relay(worker_environment, local_sqs, empty_queues):
+def start_relay(worker_environment, local_sqs, empty_queues, started_processes):
     """Starts real `manage.py relay` processes; stops those still running afterwards."""
     _, _, log_dir = local_sqs
-    started: list[ManagedProcess] = []
 
     def start(*, name: str = "relay", **environment: str) -> ManagedProcess:
         relay = components.outbox_relay(name=name, env={**worker_environment, **environment}, log_dir=log_dir)
-        started.append(relay)
+        started_processes.append(relay)
         return relay
 
-    yield start
-    for relay in started:
-        relay.stop()
+    return start
 
 
 @pytest.fixture
